@@ -1,0 +1,1 @@
+//! Portcullis guest SDK (being written).
