@@ -1,1 +1,40 @@
-//! host
+//! Portcullis host: runs connector plugins (WebAssembly components implementing
+//! `portcullis:connector@0.1.0`) that grant, revoke and verify access in SaaS
+//! applications, each call in a fresh sandbox with no ambient authority.
+//!
+//! Start at [`Host`]: build one from a [`Config`], then call [`Host::grant`],
+//! [`Host::verify`] and friends. ARCHITECTURE.md at the repository root has the map.
+
+pub mod app;
+pub mod audit;
+mod bindings;
+mod bundled;
+pub mod cache;
+mod capabilities;
+pub mod cli;
+pub mod config;
+pub mod egress;
+mod host;
+pub mod limits;
+pub mod model;
+pub mod plugin;
+pub mod readback;
+pub mod runtime;
+pub mod sandbox;
+pub mod secrets;
+
+pub use config::Config;
+pub use host::{Host, HostBuilder, HostError};
+pub use readback::{Checked, Verdict};
+pub use runtime::Runtime;
+pub use sandbox::{Call, CallError, CallReport, LimitExceeded};
+
+/// Names of the plugins compiled into this binary (`plugin = "github"` in a config).
+pub fn bundled_plugins() -> Vec<&'static str> {
+    bundled::names()
+}
+
+/// The component bytes of a bundled plugin.
+pub fn bundled_plugin(name: &str) -> Option<&'static [u8]> {
+    bundled::get(name)
+}

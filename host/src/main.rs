@@ -1,1 +1,30 @@
-fn main() {}
+//! The `portcullis` binary: logging, the async runtime, and the CLI. Everything else lives
+//! in the library (see `cli/`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use portcullis::cli::{Cli, Exit, run};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr so `--json` output on stdout stays clean; RUST_LOG overrides.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::ActionFailed.into();
+        }
+    };
+    runtime.block_on(run(cli)).into()
+}

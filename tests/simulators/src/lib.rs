@@ -1,1 +1,31 @@
-//! Simulators (being written).
+//! Stateful simulators of the applications Portcullis manages, served over real HTTP on
+//! 127.0.0.1 so connectors (real wasm plugins behind the real host egress) can be tested
+//! end to end without the internet. `portcullis demo` starts one in-process.
+//!
+//! Layout:
+//! - [`Server`] (`server.rs`): what every simulator shares — bind 127.0.0.1 on an
+//!   ephemeral port, serve an axum router on the current tokio runtime, record every
+//!   request (never its credentials), shut down gracefully when dropped.
+//! - [`github`]: the GitHub REST API (collaborators, invitations, paging, rate limits).
+//!
+//! A simulator must be faithful where a connector could tell the difference: paths,
+//! status codes, body shapes, header names and formats, vocabularies. Where it simplifies,
+//! its module docs say so. Later simulators (Slack, Jira, Okta, ...) and fault injection
+//! go beside `github/`, each on its own [`Server`].
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let sim = portcullis_simulators::github_demo().await?;
+//! let url = format!("{}/user", sim.base_url());
+//! // ... point a connector at sim.base_url() with GITHUB_DEMO_TOKEN ...
+//! # let _ = url;
+//! assert!(sim.requests().is_empty());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod github;
+mod server;
+
+pub use github::{GITHUB_DEMO_TOKEN, GithubSimulator, github_demo};
+pub use server::{RecordedRequest, Server};

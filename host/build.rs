@@ -1,0 +1,32 @@
+//! Builds the bundled connector plugins for wasm32-wasip2 and embeds them in the host, so
+//! `cargo build` / `cargo test` need no separate plugin build step.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// (package, directory, bundled name): every connector shipped inside the binary.
+const BUNDLED: &[(&str, &str, &str)] = &[("portcullis-plugin-github", "plugins/github", "github")];
+
+fn main() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let workspace = Path::new(&manifest_dir)
+        .parent()
+        .expect("host/ lives inside the workspace");
+    let packages: Vec<&str> = BUNDLED.iter().map(|(package, _, _)| *package).collect();
+    let dirs: Vec<&str> = BUNDLED.iter().map(|(_, dir, _)| *dir).collect();
+    let built = portcullis_guest_build::build_components(workspace, &packages, &dirs);
+
+    let mut code =
+        String::from("/// Connector plugins compiled into this binary: (name, component bytes).\n");
+    code.push_str("pub(crate) const BUNDLED: &[(&str, &[u8])] = &[\n");
+    for ((_, _, name), component) in BUNDLED.iter().zip(&built) {
+        let _ = writeln!(
+            code,
+            "    ({name:?}, include_bytes!({:?})),",
+            component.path.display().to_string()
+        );
+    }
+    code.push_str("];\n");
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    std::fs::write(Path::new(&out).join("bundled.rs"), code).expect("write bundled.rs");
+}

@@ -1,0 +1,264 @@
+//! The audit trail: what every connector call set out to do, every HTTP request it made,
+//! every secret it was given or refused, every limit it hit, and how it ended.
+//!
+//! Events go to an [`AuditSink`]. This module ships a JSON-lines file sink and an in-memory
+//! sink for tests; the tamper-evident, hash-chained store implements the same trait.
+//!
+//! Architecture invariants:
+//! - An event never contains a secret value or a request/response body. URLs are recorded
+//!   without user-info and with credential-looking query parameters redacted.
+//! - Writing the intent of a call is a precondition of running it: if the sink fails, the
+//!   call is refused (fail closed), so nothing happens that the trail does not show.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::model::{Entitlement, Subject};
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    /// Identifies one connector call; every event of that call carries it.
+    pub call_id: String,
+    pub app: String,
+    pub plugin_sha256: String,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum AuditEvent {
+    /// Written before the plugin runs.
+    CallStarted {
+        operation: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subject: Option<Subject>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        entitlement: Option<Entitlement>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+    },
+    /// One outbound request, sent or refused.
+    Http {
+        method: String,
+        url: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        latency_ms: f64,
+        /// Why the host refused or failed the request; absent when it was answered.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+    },
+    SecretRevealed {
+        name: String,
+    },
+    SecretRefused {
+        name: String,
+        reason: String,
+    },
+    /// The call hit a sandbox limit and was stopped.
+    LimitExceeded {
+        limit: String,
+        detail: String,
+    },
+    /// Written after the plugin returns, fails or is stopped.
+    CallFinished {
+        operation: String,
+        ok: bool,
+        result: String,
+        duration_ms: f64,
+        host_calls: u32,
+        http_requests: u32,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("audit sink failed: {0}")]
+pub struct AuditError(pub String);
+
+/// Where audit events go. Implementations must be cheap to call from many tasks.
+pub trait AuditSink: Send + Sync + 'static {
+    fn record(&self, record: &AuditRecord) -> Result<(), AuditError>;
+}
+
+/// Appends one JSON object per line to a file, flushing each line.
+#[derive(Debug)]
+pub struct JsonLinesSink {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl JsonLinesSink {
+    pub fn open(path: &Path) -> Result<JsonLinesSink, AuditError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| AuditError(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
+        Ok(JsonLinesSink {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })
+    }
+}
+
+impl AuditSink for JsonLinesSink {
+    fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        let mut line = serde_json::to_vec(record).map_err(|e| AuditError(e.to_string()))?;
+        line.push(b'\n');
+        let mut file = self.file.lock();
+        file.write_all(&line)
+            .and_then(|()| file.flush())
+            .map_err(|e| AuditError(format!("cannot append to {}: {e}", self.path.display())))
+    }
+}
+
+/// Keeps events in memory; for tests and for commands that print what happened.
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink {
+    records: Arc<Mutex<Vec<AuditRecord>>>,
+}
+
+impl MemorySink {
+    pub fn new() -> MemorySink {
+        MemorySink::default()
+    }
+
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records.lock().clone()
+    }
+
+    /// Events of one call, in order.
+    pub fn call(&self, call_id: &str) -> Vec<AuditEvent> {
+        self.records
+            .lock()
+            .iter()
+            .filter(|r| r.call_id == call_id)
+            .map(|r| r.event.clone())
+            .collect()
+    }
+}
+
+impl AuditSink for MemorySink {
+    fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        self.records.lock().push(record.clone());
+        Ok(())
+    }
+}
+
+/// Sends every event to several sinks; fails if any fails.
+pub struct FanOut(pub Vec<Arc<dyn AuditSink>>);
+
+impl AuditSink for FanOut {
+    fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        self.0.iter().try_for_each(|sink| sink.record(record))
+    }
+}
+
+/// Emits events as `tracing` events (target `portcullis::audit`) and keeps nothing; the
+/// default when no audit file is configured.
+#[derive(Debug, Default)]
+pub struct TracingSink;
+
+impl AuditSink for TracingSink {
+    fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        // Serialising costs more than the sandbox itself; skip it when nobody listens.
+        if tracing::enabled!(target: "portcullis::audit", tracing::Level::DEBUG) {
+            let json = serde_json::to_string(record).map_err(|e| AuditError(e.to_string()))?;
+            tracing::debug!(target: "portcullis::audit", "{json}");
+        }
+        Ok(())
+    }
+}
+
+/// A URL as it may appear in the audit trail: no user-info, credential-looking query
+/// values replaced by `REDACTED`.
+pub fn redact_url(url: &url::Url) -> String {
+    const SENSITIVE: &[&str] = &[
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "key",
+        "secret",
+        "password",
+        "signature",
+        "sig",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "code",
+    ];
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    if clean.query().is_some() {
+        let pairs: Vec<(String, String)> = clean
+            .query_pairs()
+            .map(|(k, v)| {
+                let hidden = SENSITIVE.iter().any(|s| k.eq_ignore_ascii_case(s));
+                let value = if hidden {
+                    "REDACTED".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), value)
+            })
+            .collect();
+        clean.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    clean.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials() {
+        let url = url::Url::parse("https://user:pw@api.example.com/x?page=2&access_token=abc")
+            .expect("url");
+        let shown = redact_url(&url);
+        assert_eq!(
+            shown,
+            "https://api.example.com/x?page=2&access_token=REDACTED"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_appended_one_per_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit/trail.jsonl");
+        let sink = JsonLinesSink::open(&path).expect("open");
+        for n in 0..3 {
+            sink.record(&AuditRecord {
+                at: Utc::now(),
+                call_id: format!("c{n}"),
+                app: "gh".into(),
+                plugin_sha256: "00".into(),
+                event: AuditEvent::SecretRevealed { name: "k".into() },
+            })
+            .expect("record");
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2]["call_id"], "c2");
+        assert_eq!(lines[0]["event"], "secret-revealed");
+    }
+}

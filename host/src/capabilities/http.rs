@@ -1,0 +1,115 @@
+//! `portcullis:connector/http`: converts the plugin's request, hands it to the app's
+//! [`Egress`](crate::egress::Egress) policy seam, and records the request (sent or refused)
+//! in the call's report and the audit trail. Bodies and secrets are never recorded.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::audit::{AuditEvent, redact_url};
+use crate::bindings::http::{self as wit, Host};
+use crate::egress::{Auth, EgressError, OutboundRequest};
+use crate::sandbox::{CallState, HttpCall};
+
+impl Host for CallState {
+    async fn send(
+        &mut self,
+        request: wit::Request,
+    ) -> wasmtime::Result<Result<wit::Response, wit::HttpError>> {
+        self.enter_host_call()?;
+        let method = method(request.method);
+        let shown_url = shown_url(&request.url);
+        let outbound = OutboundRequest {
+            method: method.clone(),
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+            auth: request.auth.map(auth),
+        };
+        let egress = Arc::clone(&self.app.egress);
+        let started = Instant::now();
+        let result = egress.send(outbound).await;
+        let elapsed = started.elapsed();
+        self.meter.host_time += elapsed;
+
+        let call = HttpCall {
+            method: method.to_string(),
+            url: shown_url,
+            status: result.as_ref().ok().map(|r| r.status),
+            latency_ms: elapsed.as_secs_f64() * 1e3,
+            refused: result.as_ref().err().map(ToString::to_string),
+        };
+        if let Some(reason) = &call.refused {
+            tracing::warn!(app = %self.app.name, call = %self.call_id, url = %call.url, "outbound request failed: {reason}");
+        }
+        // The request already happened; an audit failure still stops the call so the
+        // plugin cannot continue unrecorded.
+        self.record(AuditEvent::Http {
+            method: call.method.clone(),
+            url: call.url.clone(),
+            status: call.status,
+            latency_ms: call.latency_ms,
+            refused: call.refused.clone(),
+        })?;
+        self.meter.http.push(call);
+
+        Ok(match result {
+            Ok(response) => Ok(wit::Response {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            }),
+            Err(e) => Err(match e {
+                EgressError::Denied(m) => wit::HttpError::Denied(m),
+                EgressError::InvalidRequest(m) => wit::HttpError::InvalidRequest(m),
+                EgressError::Timeout(m) => wit::HttpError::Timeout(m),
+                EgressError::Connection(m) => wit::HttpError::Connection(m),
+                EgressError::TooLarge(m) => wit::HttpError::TooLarge(m),
+                EgressError::MissingSecret(m) => wit::HttpError::MissingSecret(m),
+            }),
+        })
+    }
+}
+
+fn method(method: wit::Method) -> http::Method {
+    match method {
+        wit::Method::Get => http::Method::GET,
+        wit::Method::Head => http::Method::HEAD,
+        wit::Method::Post => http::Method::POST,
+        wit::Method::Put => http::Method::PUT,
+        wit::Method::Patch => http::Method::PATCH,
+        wit::Method::Delete => http::Method::DELETE,
+    }
+}
+
+fn auth(auth: wit::Auth) -> Auth {
+    match auth {
+        wit::Auth::Bearer(secret) => Auth::Bearer { secret },
+        wit::Auth::Basic(b) => Auth::Basic {
+            username_secret: b.username_secret,
+            password_secret: b.password_secret,
+        },
+        wit::Auth::Header(h) => Auth::Header {
+            name: h.name,
+            prefix: h.prefix,
+            secret: h.secret,
+        },
+        wit::Auth::AwsSigv4(s) => Auth::AwsSigV4 {
+            access_key_id_secret: s.access_key_id_secret,
+            secret_access_key_secret: s.secret_access_key_secret,
+            session_token_secret: s.session_token_secret,
+            region: s.region,
+            service: s.service,
+        },
+    }
+}
+
+/// The URL as the audit shows it; an unparsable one is cut short rather than trusted.
+fn shown_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(url) => redact_url(&url),
+        Err(_) => format!(
+            "<unparsable URL: {}>",
+            raw.chars().take(80).collect::<String>()
+        ),
+    }
+}

@@ -1,0 +1,171 @@
+//! The `portcullis` command line: argument parsing and exit codes. Each subcommand lives in
+//! its own module; `main.rs` only sets up logging and the async runtime.
+//!
+//! Exit codes are part of the interface (scripts depend on them): see [`Exit`].
+
+mod action;
+mod demo;
+mod inspect;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::host::Host;
+
+/// Exit codes. Documented in README.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for happened and was verified by reading it back.
+    Success = 0,
+    /// An action failed, or read-back did not confirm it.
+    ActionFailed = 1,
+    /// Bad input: arguments, config, plugin file. Nothing ran.
+    BadInput = 2,
+    /// The application accepted the change but it is not in force yet (for example a
+    /// GitHub invitation the person must accept).
+    Pending = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Grant, revoke and verify fine-grained access through sandboxed connector plugins"
+)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "PORTCULLIS_CONFIG",
+        default_value = "portcullis.toml"
+    )]
+    pub config: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Grant an entitlement, then read it back to confirm.
+    Grant(ActionArgs),
+    /// Revoke an entitlement, then read it back to confirm.
+    Revoke(ActionArgs),
+    /// Read back what the application holds for a subject.
+    Verify(ActionArgs),
+    /// Prove an app's credentials work (the connector's `check`).
+    Check(AppArg),
+    /// Show a connector's entitlement kinds and levels.
+    Describe(AppArg),
+    /// List grants that exist in an application (one page, or all with --all).
+    ListGrants(ListArgs),
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run grant -> verify -> revoke -> verify against a built-in GitHub simulator.
+    Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct AppArg {
+    /// The app instance, as named under [apps.NAME] in the config.
+    #[arg(long)]
+    pub app: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    #[arg(long)]
+    pub app: String,
+    /// The person, in the application's identifiers (a GitHub login).
+    #[arg(long)]
+    pub subject: String,
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Entitlement kind, such as `repository`.
+    #[arg(long)]
+    pub kind: String,
+    /// The resource, such as `acme/platform-api`.
+    #[arg(long)]
+    pub resource: String,
+    /// Level within the kind, such as `maintain`.
+    #[arg(long)]
+    pub level: Option<String>,
+    /// Why, for the audit trail and the application's own records.
+    #[arg(long, default_value = "requested from the portcullis CLI")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub app: String,
+    #[arg(long)]
+    pub kind: String,
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Follow every page.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a component's contract, exports, imports, size, sha256, and what an app's
+    /// config grants it.
+    Inspect {
+        file: PathBuf,
+        /// Also show what this configured app grants the plugin.
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub async fn run(cli: Cli) -> Exit {
+    let json = cli.json;
+    match cli.command {
+        Command::Demo => demo::run(json).await,
+        Command::Plugin(PluginCommand::Inspect { file, app }) => {
+            inspect::run(&cli.config, &file, app.as_deref(), json)
+        }
+        command => {
+            let host = match load_host(&cli.config) {
+                Ok(host) => host,
+                Err(message) => return output::bad_input(&message, json),
+            };
+            match command {
+                Command::Grant(args) => action::grant(&host, &args, json).await,
+                Command::Revoke(args) => action::revoke(&host, &args, json).await,
+                Command::Verify(args) => action::verify(&host, &args, json).await,
+                Command::Check(args) => action::check(&host, &args.app, json).await,
+                Command::Describe(args) => action::describe(&host, &args.app, json).await,
+                Command::ListGrants(args) => action::list_grants(&host, &args, json).await,
+                Command::Demo | Command::Plugin(_) => Exit::BadInput,
+            }
+        }
+    }
+}
+
+/// Loads the config and builds the host; any failure is bad input, described fully.
+pub(crate) fn load_host(path: &std::path::Path) -> Result<Host, String> {
+    let mut config = Config::load(path).map_err(|e| e.to_string())?;
+    if config.runtime.cache_dir.is_none() {
+        config.runtime.cache_dir = crate::cache::CompileCache::default_dir();
+    }
+    Host::builder(config).build().map_err(|e| e.to_string())
+}

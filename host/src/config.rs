@@ -1,0 +1,348 @@
+//! Operator configuration: which application instances exist, which plugin serves each,
+//! where its secrets come from, what its plugin may reach, and the sandbox limits.
+//!
+//! Parsing is strict (unknown keys are errors) and complete before anything runs: a
+//! config that loads has every secret resolved and every plugin path present. Errors
+//! name the file, the field and the fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::limits::SandboxLimits;
+use crate::secrets::SecretSource;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Default sandbox limits for every application; each app may override fields.
+    #[serde(default)]
+    pub limits: SandboxLimits,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Application instances by name (`github-acme`).
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Where compiled plugins are cached between runs; none disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// JSON-lines audit file, appended to. None keeps audit events in tracing only.
+    pub path: Option<PathBuf>,
+}
+
+/// One application instance: a plugin plus everything it is allowed to use.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// A bundled plugin name (`github`) or a path to a `.wasm` component.
+    pub plugin: String,
+    /// The only origin (scheme, host, port) the plugin may send requests to.
+    pub base_url: Url,
+    /// Secret name => source (`env:NAME` or `file:PATH`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Secret names whose raw value the plugin may read through `secrets.reveal`. Empty by
+    /// default: secrets are injected into requests by the host and never enter the guest.
+    #[serde(default)]
+    pub reveal: Vec<String>,
+    /// Non-secret settings handed to the plugin through `config.get`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    #[serde(default)]
+    pub network: NetworkPolicy,
+    /// Per-application overrides of the default limits.
+    #[serde(default)]
+    pub limits: Option<SandboxLimitsOverride>,
+}
+
+/// Which address ranges the host may connect to for this application. Public addresses
+/// are always allowed (the origin check already restricts the host name); everything else
+/// is refused unless the operator opts in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicy {
+    /// 127.0.0.0/8 and ::1: simulators and tests.
+    #[serde(default)]
+    pub allow_loopback: bool,
+    /// RFC 1918, unique-local, CGNAT: self-hosted applications on a private network.
+    #[serde(default)]
+    pub allow_private: bool,
+    /// 169.254/16 and fe80::/10, home of cloud metadata services. Almost never wanted.
+    #[serde(default)]
+    pub allow_link_local: bool,
+}
+
+/// Same fields as [`SandboxLimits`], all optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxLimitsOverride {
+    pub memory_mib: Option<u32>,
+    pub cpu_ms: Option<u64>,
+    pub wall_ms: Option<u64>,
+    pub host_calls: Option<u32>,
+    pub log_lines: Option<u32>,
+    pub log_bytes: Option<u32>,
+    pub http_connect_timeout_ms: Option<u64>,
+    pub http_timeout_ms: Option<u64>,
+    pub http_max_response_bytes: Option<u64>,
+}
+
+impl SandboxLimitsOverride {
+    pub fn apply(&self, base: &SandboxLimits) -> SandboxLimits {
+        SandboxLimits {
+            memory_mib: self.memory_mib.unwrap_or(base.memory_mib),
+            cpu_ms: self.cpu_ms.unwrap_or(base.cpu_ms),
+            wall_ms: self.wall_ms.unwrap_or(base.wall_ms),
+            host_calls: self.host_calls.unwrap_or(base.host_calls),
+            log_lines: self.log_lines.unwrap_or(base.log_lines),
+            log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
+            http_connect_timeout_ms: self
+                .http_connect_timeout_ms
+                .unwrap_or(base.http_connect_timeout_ms),
+            http_timeout_ms: self.http_timeout_ms.unwrap_or(base.http_timeout_ms),
+            http_max_response_bytes: self
+                .http_max_response_bytes
+                .unwrap_or(base.http_max_response_bytes),
+        }
+    }
+}
+
+/// A configuration problem, always naming where it is and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; check the path passed with --config")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths inside it (plugins, secret files,
+    /// cache and audit paths) are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, path, base_dir)
+    }
+
+    /// Parses config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: describe_toml_error(&e),
+        })?;
+        config.resolve_relative_paths(base_dir);
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn resolve_relative_paths(&mut self, base_dir: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base_dir.join(&*p);
+            }
+        };
+        if let Some(dir) = self.runtime.cache_dir.as_mut() {
+            resolve(dir);
+        }
+        if let Some(file) = self.audit.path.as_mut() {
+            resolve(file);
+        }
+        for app in self.apps.values_mut() {
+            if looks_like_path(&app.plugin) && Path::new(&app.plugin).is_relative() {
+                app.plugin = base_dir.join(&app.plugin).display().to_string();
+            }
+            for source in app.secrets.values_mut() {
+                source.resolve_relative(base_dir);
+            }
+        }
+    }
+
+    /// Checks everything that can be checked without running a plugin.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: String, problem: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            field,
+            problem,
+        };
+        for (name, app) in &self.apps {
+            let field = |f: &str| format!("apps.{name}.{f}");
+            if !matches!(app.base_url.scheme(), "https" | "http") {
+                return Err(invalid(
+                    field("base_url"),
+                    format!(
+                        "scheme `{}` is not supported; use an https:// URL",
+                        app.base_url.scheme()
+                    ),
+                ));
+            }
+            if app.base_url.host_str().is_none() {
+                return Err(invalid(
+                    field("base_url"),
+                    "has no host; write it like https://api.github.com".into(),
+                ));
+            }
+            if !app.base_url.username().is_empty() || app.base_url.password().is_some() {
+                return Err(invalid(
+                    field("base_url"),
+                    "must not carry credentials; put them in `secrets`".into(),
+                ));
+            }
+            if looks_like_path(&app.plugin) && !Path::new(&app.plugin).is_file() {
+                return Err(invalid(
+                    field("plugin"),
+                    format!(
+                        "plugin file {} does not exist; build the plugin or fix the path (bundled plugins: {})",
+                        app.plugin,
+                        crate::bundled::names().join(", ")
+                    ),
+                ));
+            }
+            if !looks_like_path(&app.plugin) && crate::bundled::get(&app.plugin).is_none() {
+                return Err(invalid(
+                    field("plugin"),
+                    format!(
+                        "`{}` is neither a bundled plugin ({}) nor a path to a .wasm file",
+                        app.plugin,
+                        crate::bundled::names().join(", ")
+                    ),
+                ));
+            }
+            for secret in &app.reveal {
+                if !app.secrets.contains_key(secret) {
+                    return Err(invalid(
+                        field("reveal"),
+                        format!(
+                            "names secret `{secret}`, which is not in apps.{name}.secrets; add it there or remove it from reveal"
+                        ),
+                    ));
+                }
+            }
+            for (secret, source) in &app.secrets {
+                source
+                    .check_available()
+                    .map_err(|problem| invalid(field(&format!("secrets.{secret}")), problem))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective limits for one app.
+    pub fn limits_for(&self, app: &AppConfig) -> SandboxLimits {
+        match &app.limits {
+            Some(over) => over.apply(&self.limits),
+            None => self.limits.clone(),
+        }
+    }
+}
+
+/// A plugin reference is a path when it names a file rather than a bundled plugin.
+fn looks_like_path(plugin: &str) -> bool {
+    plugin.ends_with(".wasm") || plugin.contains('/') || plugin.contains('\\')
+}
+
+/// toml's messages already carry line, column and the offending key; keep them whole and
+/// add the list of accepted keys where serde gave one.
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    let mut message = e.to_string().trim_end().to_owned();
+    if message.contains("unknown field") {
+        message.push_str("\n(remove the key or fix its spelling; see README.md for the schema)");
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("portcullis.toml"), Path::new("/tmp"))
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name_and_place() {
+        let err = parse(
+            "[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\ntokn = 1\n",
+        )
+        .expect_err("unknown key must fail");
+        let text = err.to_string();
+        assert!(text.contains("portcullis.toml"), "{text}");
+        assert!(text.contains("tokn"), "{text}");
+        assert!(text.contains("line 4"), "{text}");
+    }
+
+    #[test]
+    fn missing_env_secret_names_the_field_and_variable() {
+        let err = parse(
+            "[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\nsecrets = { token = \"env:PORTCULLIS_TEST_SURELY_UNSET\" }\n",
+        )
+        .expect_err("unset variable must fail");
+        let text = err.to_string();
+        assert!(text.contains("apps.gh.secrets.token"), "{text}");
+        assert!(text.contains("PORTCULLIS_TEST_SURELY_UNSET"), "{text}");
+    }
+
+    #[test]
+    fn missing_plugin_file_is_rejected() {
+        let err = parse(
+            "[apps.gh]\nplugin = \"plugins/nope.wasm\"\nbase_url = \"https://api.github.com\"\n",
+        )
+        .expect_err("missing plugin must fail");
+        let text = err.to_string();
+        assert!(text.contains("apps.gh.plugin"), "{text}");
+        assert!(text.contains("/tmp/plugins/nope.wasm"), "{text}");
+    }
+
+    #[test]
+    fn reveal_must_name_a_configured_secret() {
+        let err = parse(
+            "[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\nreveal = [\"token\"]\n",
+        )
+        .expect_err("reveal of unknown secret must fail");
+        assert!(err.to_string().contains("apps.gh.reveal"), "{err}");
+    }
+
+    #[test]
+    fn per_app_limits_override_defaults() {
+        let config = parse(
+            "[limits]\ncpu_ms = 50\n[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\nlimits = { memory_mib = 8 }\n",
+        )
+        .expect("valid config");
+        let limits = config.limits_for(&config.apps["gh"]);
+        assert_eq!(limits.cpu_ms, 50);
+        assert_eq!(limits.memory_mib, 8);
+    }
+
+    #[test]
+    fn non_http_base_url_is_rejected() {
+        let err = parse("[apps.gh]\nplugin = \"github\"\nbase_url = \"ftp://example.com\"\n")
+            .expect_err("ftp must fail");
+        assert!(err.to_string().contains("apps.gh.base_url"), "{err}");
+    }
+}

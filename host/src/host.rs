@@ -1,0 +1,507 @@
+//! The library's front door: a [`Host`] built from a [`Config`] holds the configured
+//! applications with their loaded plugins, and runs connector operations against them,
+//! each in a fresh sandbox.
+//!
+//! Building a host does all the checking (secrets resolved, plugins loaded and checked
+//! against the contract) before any call can run: a host that builds is ready.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::audit::{AuditSink, JsonLinesSink, TracingSink};
+use crate::bindings::guest;
+use crate::cache::CompileCache;
+use crate::config::{AppConfig, Config};
+use crate::egress::{Egress, HttpEgress};
+use crate::model::{
+    Action, CheckReport, ConnectorInfo, Entitlement, GrantOutcome, GrantPage, GrantQuery, Observed,
+    RevokeOutcome, Subject,
+};
+use crate::plugin::{Plugin, PluginError};
+use crate::readback::{Checked, Verdict, grant_verdict, revoke_verdict};
+use crate::runtime::Runtime;
+use crate::sandbox::{self, Call, CallError, CallReport, Operation};
+use crate::secrets::SecretStore;
+
+/// Why a host could not be built. Each names the app and field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("app `{app}`: {source}")]
+    Plugin { app: String, source: PluginError },
+    #[error("apps.{app}.secrets.{secret}: {problem}")]
+    Secret {
+        app: String,
+        secret: String,
+        problem: String,
+    },
+    #[error("app `{app}`: cannot build its HTTP client: {message}")]
+    Http { app: String, message: String },
+    #[error("cannot start the WebAssembly runtime: {0}")]
+    Runtime(String),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(
+        "cannot use compile cache {path}: {source}; fix its permissions or set runtime.cache_dir"
+    )]
+    Cache {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Host {
+    runtime: Runtime,
+    audit: Arc<dyn AuditSink>,
+    apps: BTreeMap<String, Arc<App>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for building a [`Host`] beyond what the config file says.
+pub struct HostBuilder {
+    config: Config,
+    runtime: Option<Runtime>,
+    audit: Option<Arc<dyn AuditSink>>,
+    egress: HashMap<String, Arc<dyn Egress>>,
+    cache: CacheChoice,
+}
+
+enum CacheChoice {
+    FromConfig,
+    Dir(std::path::PathBuf),
+    Off,
+}
+
+impl HostBuilder {
+    /// Shares one runtime (engine, epoch ticker, allocator pool) between hosts.
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Sends audit events here instead of the sink the config names.
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// Replaces the outbound HTTP policy of one app (tests, embedders with their own
+    /// network layer).
+    pub fn egress(mut self, app: &str, egress: Arc<dyn Egress>) -> Self {
+        self.egress.insert(app.to_owned(), egress);
+        self
+    }
+
+    /// Caches compiled plugins in `dir`, whatever the config says.
+    pub fn cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cache = CacheChoice::Dir(dir.into());
+        self
+    }
+
+    /// Compiles plugins in memory only.
+    pub fn no_cache(mut self) -> Self {
+        self.cache = CacheChoice::Off;
+        self
+    }
+
+    pub fn build(self) -> Result<Host, HostError> {
+        let runtime = match self.runtime {
+            Some(runtime) => runtime,
+            None => Runtime::new().map_err(|e| HostError::Runtime(format!("{e:#}")))?,
+        };
+        let audit: Arc<dyn AuditSink> = match (self.audit, &self.config.audit.path) {
+            (Some(sink), _) => sink,
+            (None, Some(path)) => Arc::new(JsonLinesSink::open(path)?),
+            (None, None) => Arc::new(TracingSink),
+        };
+        let cache_dir = match self.cache {
+            CacheChoice::Off => None,
+            CacheChoice::Dir(dir) => Some(dir),
+            CacheChoice::FromConfig => self.config.runtime.cache_dir.clone(),
+        };
+        let cache = cache_dir
+            .map(|dir| {
+                CompileCache::new(&dir).map_err(|source| HostError::Cache {
+                    path: dir.display().to_string(),
+                    source,
+                })
+            })
+            .transpose()?;
+
+        // Apps that use the same plugin share one compiled, pre-linked copy.
+        let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
+        let mut apps = BTreeMap::new();
+        for (name, app_config) in &self.config.apps {
+            let plugin = match plugins.get(&app_config.plugin) {
+                Some(plugin) => Arc::clone(plugin),
+                None => {
+                    let plugin =
+                        Arc::new(load_plugin(&runtime, cache.as_ref(), app_config).map_err(
+                            |source| HostError::Plugin {
+                                app: name.clone(),
+                                source,
+                            },
+                        )?);
+                    plugins.insert(app_config.plugin.clone(), Arc::clone(&plugin));
+                    plugin
+                }
+            };
+            let app = build_app(
+                &self.config,
+                name,
+                app_config,
+                plugin,
+                self.egress.get(name),
+            )?;
+            apps.insert(name.clone(), Arc::new(app));
+        }
+        Ok(Host {
+            runtime,
+            audit,
+            apps,
+        })
+    }
+}
+
+fn load_plugin(
+    runtime: &Runtime,
+    cache: Option<&CompileCache>,
+    app: &AppConfig,
+) -> Result<Plugin, PluginError> {
+    match crate::bundled::get(&app.plugin) {
+        Some(bytes) => {
+            Plugin::from_bytes(runtime, cache, &format!("bundled:{}", app.plugin), bytes)
+        }
+        None => Plugin::from_file(runtime, cache, Path::new(&app.plugin)),
+    }
+}
+
+fn build_app(
+    config: &Config,
+    name: &str,
+    app: &AppConfig,
+    plugin: Arc<Plugin>,
+    egress_override: Option<&Arc<dyn Egress>>,
+) -> Result<App, HostError> {
+    let secrets = Arc::new(SecretStore::load(&app.secrets, &app.reveal).map_err(
+        |(secret, problem)| HostError::Secret {
+            app: name.to_owned(),
+            secret,
+            problem,
+        },
+    )?);
+    let limits = config.limits_for(app);
+    let egress: Arc<dyn Egress> = match egress_override {
+        Some(egress) => Arc::clone(egress),
+        None => Arc::new(
+            HttpEgress::new(
+                name,
+                app.base_url.clone(),
+                app.network,
+                Arc::clone(&secrets),
+                &limits,
+            )
+            .map_err(|e| HostError::Http {
+                app: name.to_owned(),
+                message: e.to_string(),
+            })?,
+        ),
+    };
+    Ok(App {
+        name: name.to_owned(),
+        base_url: app.base_url.clone(),
+        settings: app.settings.clone(),
+        secrets,
+        network: app.network,
+        limits,
+        plugin,
+        egress,
+        info: tokio::sync::OnceCell::new(),
+    })
+}
+
+impl Host {
+    pub fn builder(config: Config) -> HostBuilder {
+        HostBuilder {
+            config,
+            runtime: None,
+            audit: None,
+            egress: HashMap::new(),
+            cache: CacheChoice::FromConfig,
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn app(&self, name: &str) -> Option<&Arc<App>> {
+        self.apps.get(name)
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.apps.values()
+    }
+
+    fn unknown_app(&self, name: &str) -> CallError {
+        CallError::Refused(format!(
+            "no app named `{name}` is configured (configured: {}); add [apps.{name}] to the config",
+            self.apps.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    }
+
+    fn app_or_refuse<T>(&self, name: &str) -> Result<&Arc<App>, Call<T>> {
+        self.apps.get(name).ok_or_else(|| Call {
+            result: Err(self.unknown_app(name)),
+            report: CallReport::default(),
+        })
+    }
+
+    pub async fn describe(&self, app: &str) -> Call<ConnectorInfo> {
+        let app = match self.app_or_refuse(app) {
+            Ok(app) => app,
+            Err(refused) => return refused,
+        };
+        sandbox::run(
+            &self.runtime,
+            &self.audit,
+            app,
+            Operation::simple("describe"),
+            |p, s| {
+                Box::pin(async move {
+                    let info = guest_of(p).call_describe(s).await?;
+                    Ok(Ok(info.into()))
+                })
+            },
+        )
+        .await
+    }
+
+    pub async fn check(&self, app: &str) -> Call<CheckReport> {
+        let app = match self.app_or_refuse(app) {
+            Ok(app) => app,
+            Err(refused) => return refused,
+        };
+        sandbox::run(
+            &self.runtime,
+            &self.audit,
+            app,
+            Operation::simple("check"),
+            |p, s| {
+                Box::pin(async move {
+                    let result = guest_of(p).call_check(s).await?;
+                    Ok(result.map(Into::into).map_err(Into::into))
+                })
+            },
+        )
+        .await
+    }
+
+    pub async fn grant(&self, app: &str, action: &Action) -> Call<GrantOutcome> {
+        let app = match self.app_or_refuse(app) {
+            Ok(app) => app,
+            Err(refused) => return refused,
+        };
+        let wit_action = action.into();
+        sandbox::run(
+            &self.runtime,
+            &self.audit,
+            app,
+            action_operation("grant", action),
+            |p, s| {
+                Box::pin(async move {
+                    let result = guest_of(p).call_grant(s, &wit_action).await?;
+                    Ok(result.map(Into::into).map_err(Into::into))
+                })
+            },
+        )
+        .await
+    }
+
+    pub async fn revoke(&self, app: &str, action: &Action) -> Call<RevokeOutcome> {
+        let app = match self.app_or_refuse(app) {
+            Ok(app) => app,
+            Err(refused) => return refused,
+        };
+        let wit_action = action.into();
+        sandbox::run(
+            &self.runtime,
+            &self.audit,
+            app,
+            action_operation("revoke", action),
+            |p, s| {
+                Box::pin(async move {
+                    let result = guest_of(p).call_revoke(s, &wit_action).await?;
+                    Ok(result.map(Into::into).map_err(Into::into))
+                })
+            },
+        )
+        .await
+    }
+
+    pub async fn verify(
+        &self,
+        app: &str,
+        subject: &Subject,
+        entitlement: &Entitlement,
+    ) -> Call<Observed> {
+        let app = match self.app_or_refuse(app) {
+            Ok(app) => app,
+            Err(refused) => return refused,
+        };
+        let operation = Operation {
+            name: "verify",
+            subject: Some(subject.clone()),
+            entitlement: Some(entitlement.clone()),
+            idempotency_key: None,
+        };
+        let (wit_subject, wit_entitlement) = (subject.into(), entitlement.into());
+        sandbox::run(&self.runtime, &self.audit, app, operation, |p, s| {
+            Box::pin(async move {
+                let result = guest_of(p)
+                    .call_verify(s, &wit_subject, &wit_entitlement)
+                    .await?;
+                Ok(result.map(Into::into).map_err(Into::into))
+            })
+        })
+        .await
+    }
+
+    pub async fn list_grants(&self, app: &str, query: &GrantQuery) -> Call<GrantPage> {
+        let app = match self.app_or_refuse(app) {
+            Ok(app) => app,
+            Err(refused) => return refused,
+        };
+        let wit_query = query.into();
+        sandbox::run(
+            &self.runtime,
+            &self.audit,
+            app,
+            Operation::simple("list-grants"),
+            |p, s| {
+                Box::pin(async move {
+                    let result = guest_of(p).call_list_grants(s, &wit_query).await?;
+                    Ok(result.map(Into::into).map_err(Into::into))
+                })
+            },
+        )
+        .await
+    }
+}
+
+impl Host {
+    /// The connector's `describe`, cached per app after the first successful call.
+    pub async fn connector_info(&self, app: &str) -> Result<ConnectorInfo, CallError> {
+        let Some(app_ref) = self.apps.get(app) else {
+            return Err(self.unknown_app(app));
+        };
+        app_ref
+            .info
+            .get_or_try_init(|| async { self.describe(app).await.result })
+            .await
+            .cloned()
+    }
+
+    /// Grants, then reads back, and judges the result (see [`crate::readback`]).
+    pub async fn grant_checked(&self, app: &str, action: &Action) -> Checked<GrantOutcome> {
+        let write = self.grant(app, action).await;
+        let outcome = match &write.result {
+            Ok(outcome) => outcome.clone(),
+            Err(error) => {
+                let verdict = Verdict::Failed {
+                    error: error.clone(),
+                };
+                return Checked {
+                    write,
+                    readback: None,
+                    verdict,
+                };
+            }
+        };
+        let kind = self.connector_info(app).await.ok();
+        let kind = kind
+            .as_ref()
+            .and_then(|info| info.kind(&action.entitlement.kind));
+        let readback = self.verify(app, &action.subject, &action.entitlement).await;
+        let verdict = match &readback.result {
+            Ok(observed) => grant_verdict(kind, action, &outcome, observed.clone()),
+            Err(error) => Verdict::Failed {
+                error: error.clone(),
+            },
+        };
+        Checked {
+            write,
+            readback: Some(readback),
+            verdict,
+        }
+    }
+
+    /// Revokes, then reads back, and judges the result.
+    pub async fn revoke_checked(&self, app: &str, action: &Action) -> Checked<RevokeOutcome> {
+        let write = self.revoke(app, action).await;
+        let outcome = match &write.result {
+            Ok(outcome) => outcome.clone(),
+            Err(error) => {
+                let verdict = Verdict::Failed {
+                    error: error.clone(),
+                };
+                return Checked {
+                    write,
+                    readback: None,
+                    verdict,
+                };
+            }
+        };
+        let readback = self.verify(app, &action.subject, &action.entitlement).await;
+        let verdict = match &readback.result {
+            Ok(observed) => revoke_verdict(&outcome, observed.clone()),
+            Err(error) => Verdict::Failed {
+                error: error.clone(),
+            },
+        };
+        Checked {
+            write,
+            readback: Some(readback),
+            verdict,
+        }
+    }
+}
+
+impl Host {
+    /// For the benchmark only: times `iterations` grants on ONE reused instance, the
+    /// baseline a fresh sandbox per call is compared against. Production code never reuses
+    /// an instance (state could leak between calls).
+    #[doc(hidden)]
+    pub async fn bench_reused_instance_grants(
+        &self,
+        app: &str,
+        action: &Action,
+        iterations: usize,
+    ) -> Result<Vec<std::time::Duration>, CallError> {
+        let Some(app) = self.apps.get(app) else {
+            return Err(self.unknown_app(app));
+        };
+        sandbox::time_reused_instance(&self.runtime, &self.audit, app, action, iterations).await
+    }
+}
+
+fn guest_of(instance: &crate::bindings::Plugin) -> &guest::Guest {
+    instance.portcullis_connector_connector()
+}
+
+fn action_operation(name: &'static str, action: &Action) -> Operation {
+    Operation {
+        name,
+        subject: Some(action.subject.clone()),
+        entitlement: Some(action.entitlement.clone()),
+        idempotency_key: Some(action.idempotency_key.clone()),
+    }
+}

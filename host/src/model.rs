@@ -1,0 +1,375 @@
+//! The host's own vocabulary for access: subjects, entitlements, actions, outcomes and the
+//! errors a connector reports. These mirror the WIT types but belong to the host, so the
+//! CLI, audit log and (later) the scheduler and store never depend on generated bindings.
+//! Conversions to and from `portcullis:connector@0.1.0` live at the bottom of this file.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::bindings::types as wit;
+
+/// Who receives or loses access, in the application's own identifiers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Subject {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// One permission in one application.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub kind: String,
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+}
+
+impl fmt::Display for Entitlement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.level {
+            Some(level) => write!(f, "{} {} at {}", self.kind, self.resource, level),
+            None => write!(f, "{} {}", self.kind, self.resource),
+        }
+    }
+}
+
+/// One change to carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub subject: Subject,
+    pub entitlement: Entitlement,
+    pub idempotency_key: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitlementKind {
+    pub name: String,
+    pub description: String,
+    /// Lowest first: a higher level implies every lower one.
+    pub levels: Vec<String>,
+    pub read_modify_write: bool,
+}
+
+impl EntitlementKind {
+    /// Position of `level` in the kind's order, if the kind has it.
+    pub fn rank(&self, level: &str) -> Option<usize> {
+        self.levels.iter().position(|l| l == level)
+    }
+
+    /// Whether holding `held` satisfies a request for `wanted` (admin implies write).
+    pub fn satisfies(&self, held: Option<&str>, wanted: Option<&str>) -> bool {
+        match (held, wanted) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(held), Some(wanted)) => match (self.rank(held), self.rank(wanted)) {
+                (Some(h), Some(w)) => h >= w,
+                _ => held == wanted,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub kinds: Vec<EntitlementKind>,
+}
+
+impl ConnectorInfo {
+    pub fn kind(&self, name: &str) -> Option<&EntitlementKind> {
+        self.kinds.iter().find(|k| k.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub principal: String,
+    pub scopes: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum GrantOutcome {
+    Granted,
+    AlreadyPresent,
+    Pending { detail: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum RevokeOutcome {
+    Revoked,
+    AlreadyAbsent,
+}
+
+/// What the application reports when read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Observed {
+    Present { level: Option<String> },
+    Absent,
+    Pending { level: Option<String> },
+}
+
+impl fmt::Display for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Observed::Present { level: Some(l) } => write!(f, "present at {l}"),
+            Observed::Present { level: None } => f.write_str("present"),
+            Observed::Absent => f.write_str("absent"),
+            Observed::Pending { level: Some(l) } => write!(f, "pending at {l}"),
+            Observed::Pending { level: None } => f.write_str("pending"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub subject: Subject,
+    pub entitlement: Entitlement,
+    pub pending: bool,
+    pub last_used_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantQuery {
+    pub kind: String,
+    pub resource: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantPage {
+    pub grants: Vec<Grant>,
+    pub next_cursor: Option<String>,
+}
+
+/// A failure the connector reported, classified by what the host should do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "class", content = "message", rename_all = "kebab-case")]
+pub enum ConnectorError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("rate limited{}: {message}", retry_after_ms.map(|ms| format!(" (retry after {ms} ms)")).unwrap_or_default())]
+    RateLimited {
+        retry_after_ms: Option<u64>,
+        message: String,
+    },
+    #[error("transient failure: {0}")]
+    Transient(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+impl ConnectorError {
+    /// Rate limits and passing failures are worth retrying; the rest never succeed as made.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ConnectorError::RateLimited { .. } | ConnectorError::Transient(_)
+        )
+    }
+}
+
+// ---- Conversions at the edge of `portcullis:connector@0.1.0` ----
+
+impl From<&Subject> for wit::Subject {
+    fn from(s: &Subject) -> Self {
+        wit::Subject {
+            id: s.id.clone(),
+            email: s.email.clone(),
+        }
+    }
+}
+
+impl From<wit::Subject> for Subject {
+    fn from(s: wit::Subject) -> Self {
+        Subject {
+            id: s.id,
+            email: s.email,
+        }
+    }
+}
+
+impl From<&Entitlement> for wit::Entitlement {
+    fn from(e: &Entitlement) -> Self {
+        wit::Entitlement {
+            kind: e.kind.clone(),
+            resource: e.resource.clone(),
+            level: e.level.clone(),
+        }
+    }
+}
+
+impl From<wit::Entitlement> for Entitlement {
+    fn from(e: wit::Entitlement) -> Self {
+        Entitlement {
+            kind: e.kind,
+            resource: e.resource,
+            level: e.level,
+        }
+    }
+}
+
+impl From<&Action> for wit::Action {
+    fn from(a: &Action) -> Self {
+        wit::Action {
+            subject: (&a.subject).into(),
+            entitlement: (&a.entitlement).into(),
+            idempotency_key: a.idempotency_key.clone(),
+            reason: a.reason.clone(),
+        }
+    }
+}
+
+impl From<wit::ConnectorInfo> for ConnectorInfo {
+    fn from(i: wit::ConnectorInfo) -> Self {
+        ConnectorInfo {
+            name: i.name,
+            version: i.version,
+            description: i.description,
+            kinds: i
+                .kinds
+                .into_iter()
+                .map(|k| EntitlementKind {
+                    name: k.name,
+                    description: k.description,
+                    levels: k.levels,
+                    read_modify_write: k.read_modify_write,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<wit::CheckReport> for CheckReport {
+    fn from(r: wit::CheckReport) -> Self {
+        CheckReport {
+            principal: r.principal,
+            scopes: r.scopes,
+            warnings: r.warnings,
+        }
+    }
+}
+
+impl From<wit::GrantOutcome> for GrantOutcome {
+    fn from(o: wit::GrantOutcome) -> Self {
+        match o {
+            wit::GrantOutcome::Granted => GrantOutcome::Granted,
+            wit::GrantOutcome::AlreadyPresent => GrantOutcome::AlreadyPresent,
+            wit::GrantOutcome::Pending(detail) => GrantOutcome::Pending { detail },
+        }
+    }
+}
+
+impl From<wit::RevokeOutcome> for RevokeOutcome {
+    fn from(o: wit::RevokeOutcome) -> Self {
+        match o {
+            wit::RevokeOutcome::Revoked => RevokeOutcome::Revoked,
+            wit::RevokeOutcome::AlreadyAbsent => RevokeOutcome::AlreadyAbsent,
+        }
+    }
+}
+
+impl From<wit::Observed> for Observed {
+    fn from(o: wit::Observed) -> Self {
+        match o {
+            wit::Observed::Present(level) => Observed::Present { level },
+            wit::Observed::Absent => Observed::Absent,
+            wit::Observed::Pending(level) => Observed::Pending { level },
+        }
+    }
+}
+
+impl From<&GrantQuery> for wit::GrantQuery {
+    fn from(q: &GrantQuery) -> Self {
+        wit::GrantQuery {
+            kind: q.kind.clone(),
+            resource: q.resource.clone(),
+            cursor: q.cursor.clone(),
+        }
+    }
+}
+
+impl From<wit::GrantPage> for GrantPage {
+    fn from(p: wit::GrantPage) -> Self {
+        GrantPage {
+            grants: p
+                .grants
+                .into_iter()
+                .map(|g| Grant {
+                    subject: g.subject.into(),
+                    entitlement: g.entitlement.into(),
+                    pending: g.pending,
+                    last_used_at: g.last_used_at,
+                })
+                .collect(),
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+impl From<wit::ConnectorError> for ConnectorError {
+    fn from(e: wit::ConnectorError) -> Self {
+        match e {
+            wit::ConnectorError::InvalidRequest(m) => ConnectorError::InvalidRequest(m),
+            wit::ConnectorError::NotFound(m) => ConnectorError::NotFound(m),
+            wit::ConnectorError::Unauthorized(m) => ConnectorError::Unauthorized(m),
+            wit::ConnectorError::RateLimited(r) => ConnectorError::RateLimited {
+                retry_after_ms: r.retry_after_ms,
+                message: r.message,
+            },
+            wit::ConnectorError::Transient(m) => ConnectorError::Transient(m),
+            wit::ConnectorError::Unsupported(m) => ConnectorError::Unsupported(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_kind() -> EntitlementKind {
+        EntitlementKind {
+            name: "repository".into(),
+            description: String::new(),
+            levels: ["read", "triage", "write", "maintain", "admin"]
+                .map(String::from)
+                .to_vec(),
+            read_modify_write: false,
+        }
+    }
+
+    #[test]
+    fn higher_level_satisfies_lower() {
+        let kind = repo_kind();
+        assert!(kind.satisfies(Some("admin"), Some("write")));
+        assert!(kind.satisfies(Some("write"), Some("write")));
+        assert!(!kind.satisfies(Some("triage"), Some("write")));
+        assert!(!kind.satisfies(None, Some("read")));
+        assert!(kind.satisfies(None, None));
+    }
+
+    #[test]
+    fn only_rate_limits_and_transient_failures_retry() {
+        assert!(ConnectorError::Transient("x".into()).is_retryable());
+        assert!(
+            ConnectorError::RateLimited {
+                retry_after_ms: None,
+                message: "x".into()
+            }
+            .is_retryable()
+        );
+        assert!(!ConnectorError::Unauthorized("x".into()).is_retryable());
+        assert!(!ConnectorError::InvalidRequest("x".into()).is_retryable());
+    }
+}

@@ -1,0 +1,326 @@
+//! Loading connector plugins: bytes -> checked component -> pre-linked instance.
+//!
+//! A plugin is compiled once (or loaded from the on-disk compile cache), checked against
+//! the contract this host speaks, and pre-instantiated (`InstancePre`) so every call only
+//! pays for a fresh store and instance. Everything that can be wrong with a `.wasm` file is
+//! reported here, before any call runs, naming the file and what to do.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use crate::bindings::PluginPre;
+use crate::cache::CompileCache;
+use crate::runtime::Runtime;
+use crate::sandbox::CallState;
+
+/// The package and version of the contract this host implements.
+pub const CONTRACT_PACKAGE: &str = "portcullis:connector";
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// Plugins built against any 0.1.x contract link against this host (semver: 0.x minors
+/// are the compatibility boundary).
+const CONTRACT_COMPATIBLE_PREFIX: &str = "@0.1.";
+/// Interfaces of the contract a plugin may import.
+const HOST_INTERFACES: &[&str] = &["types", "http", "secrets", "log", "config"];
+
+/// A loaded, checked, pre-linked plugin.
+pub struct Plugin {
+    pub origin: String,
+    pub sha256: String,
+    pub size: usize,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub(crate) pre: PluginPre<CallState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("origin", &self.origin)
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `portcullis plugin inspect` shows: facts about a component, whether or not it
+/// targets this host's contract.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub origin: String,
+    pub size: usize,
+    pub sha256: String,
+    /// `portcullis:connector@0.1.0`, from the exported connector interface.
+    pub contract: Option<String>,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    /// Why this host would refuse to load it, if it would.
+    pub incompatibility: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin file {path} cannot be read: {source}; check the path")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{origin} is not a WebAssembly file (it does not start with the \\0asm header); point the config at the .wasm component the plugin build produced"
+    )]
+    NotWasm { origin: String },
+    #[error(
+        "{origin} is a core WebAssembly module, not a component; build it with `cargo build --target wasm32-wasip2` (which emits a component) or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule { origin: String },
+    #[error(
+        "{origin} is not a valid WebAssembly component ({message}); the file may be truncated or corrupt: rebuild or re-download it"
+    )]
+    Invalid { origin: String, message: String },
+    #[error("{origin} {problem}")]
+    WrongContract { origin: String, problem: String },
+    #[error("{origin} could not be linked: {message}")]
+    Link { origin: String, message: String },
+}
+
+impl Plugin {
+    /// Reads, checks and pre-links a plugin from a file.
+    pub fn from_file(
+        runtime: &Runtime,
+        cache: Option<&CompileCache>,
+        path: &Path,
+    ) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Plugin::from_bytes(runtime, cache, &path.display().to_string(), &bytes)
+    }
+
+    /// Checks and pre-links a plugin from bytes; `origin` names it in errors.
+    pub fn from_bytes(
+        runtime: &Runtime,
+        cache: Option<&CompileCache>,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<Plugin, PluginError> {
+        let sha256 = sha256_hex(bytes);
+        let component = compile(runtime, cache, origin, bytes, &sha256)?;
+        let (imports, exports) = interface_names(runtime, &component);
+        if let Some(problem) = incompatibility(&imports, &exports) {
+            return Err(PluginError::WrongContract {
+                origin: origin.to_owned(),
+                problem,
+            });
+        }
+        let link_error = |e: wasmtime::Error| PluginError::Link {
+            origin: origin.to_owned(),
+            message: format!("{e:#}"),
+        };
+        // A WASI import this host does not offer (wasi:http, say) fails here, at load time.
+        let pre = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
+        let pre = PluginPre::new(pre).map_err(link_error)?;
+        Ok(Plugin {
+            origin: origin.to_owned(),
+            sha256,
+            size: bytes.len(),
+            imports,
+            exports,
+            pre,
+        })
+    }
+}
+
+/// Describes a component file without requiring that it targets this host.
+pub fn inspect(
+    runtime: &Runtime,
+    cache: Option<&CompileCache>,
+    path: &Path,
+) -> Result<Inspection, PluginError> {
+    let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let origin = path.display().to_string();
+    let sha256 = sha256_hex(&bytes);
+    let component = compile(runtime, cache, &origin, &bytes, &sha256)?;
+    let (imports, exports) = interface_names(runtime, &component);
+    let contract = exports
+        .iter()
+        .find_map(|e| e.strip_prefix(&format!("{CONTRACT_PACKAGE}/connector")))
+        .map(|version| format!("{CONTRACT_PACKAGE}{version}"));
+    Ok(Inspection {
+        incompatibility: incompatibility(&imports, &exports),
+        origin,
+        size: bytes.len(),
+        sha256,
+        contract,
+        exports,
+        imports,
+    })
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn compile(
+    runtime: &Runtime,
+    cache: Option<&CompileCache>,
+    origin: &str,
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<Component, PluginError> {
+    check_header(origin, bytes)?;
+    let compiled = match cache {
+        Some(cache) => cache.load_or_compile(runtime.engine(), bytes, sha256),
+        None => Component::new(runtime.engine(), bytes),
+    };
+    compiled.map_err(|e| PluginError::Invalid {
+        origin: origin.to_owned(),
+        message: format!("{e:#}"),
+    })
+}
+
+/// Tells a core module, a component and a non-wasm file apart from the 8-byte preamble,
+/// so the error can say what the file is rather than only that parsing failed.
+fn check_header(origin: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    const MAGIC: &[u8; 4] = b"\0asm";
+    const COMPONENT_LAYER: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+    const CORE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(PluginError::NotWasm {
+            origin: origin.to_owned(),
+        });
+    }
+    if bytes[4..8] == CORE_VERSION {
+        return Err(PluginError::CoreModule {
+            origin: origin.to_owned(),
+        });
+    }
+    if bytes[4..8] != COMPONENT_LAYER {
+        return Err(PluginError::Invalid {
+            origin: origin.to_owned(),
+            message: format!("unknown component encoding {:02x?}", &bytes[4..8]),
+        });
+    }
+    Ok(())
+}
+
+/// Names of the interfaces a component imports and exports (instances only; a plugin
+/// world has nothing else at the top level).
+fn interface_names(runtime: &Runtime, component: &Component) -> (Vec<String>, Vec<String>) {
+    let ty = component.component_type();
+    let engine = runtime.engine();
+    let imports = sorted(ty.imports(engine).map(|(name, _)| name));
+    let exports = sorted(ty.exports(engine).map(|(name, _)| name));
+    (imports, exports)
+}
+
+/// Why a component with these imports and exports cannot run on this host, if it cannot.
+fn incompatibility(imports: &[String], exports: &[String]) -> Option<String> {
+    let wanted = format!("{CONTRACT_PACKAGE}/connector@{CONTRACT_VERSION}");
+    let connector_export = exports
+        .iter()
+        .find(|e| e.starts_with(&format!("{CONTRACT_PACKAGE}/connector")));
+    match connector_export {
+        None => {
+            return Some(format!(
+                "does not export {wanted}: it targets another world (its exports: {}); build it against wit/ of this repository with the Portcullis SDK",
+                list_or_none(exports)
+            ));
+        }
+        Some(found) if !found.contains(CONTRACT_COMPATIBLE_PREFIX) => {
+            return Some(format!(
+                "exports {found}, but this host speaks {wanted} (any 0.1.x); rebuild the plugin against {CONTRACT_PACKAGE}@{CONTRACT_VERSION} or upgrade the host"
+            ));
+        }
+        Some(_) => {}
+    }
+    for import in imports {
+        if import.starts_with("wasi:") {
+            continue;
+        }
+        let provided = HOST_INTERFACES.iter().any(|iface| {
+            import
+                .strip_prefix(&format!("{CONTRACT_PACKAGE}/{iface}"))
+                .is_some_and(|version| version.starts_with(CONTRACT_COMPATIBLE_PREFIX))
+        });
+        if !provided {
+            return Some(format!(
+                "imports {import}, which this host does not provide (it provides {CONTRACT_PACKAGE}/{{{}}}@{CONTRACT_VERSION} and WASI); rebuild the plugin against {CONTRACT_PACKAGE}@{CONTRACT_VERSION}",
+                HOST_INTERFACES.join(",")
+            ));
+        }
+    }
+    None
+}
+
+fn sorted<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    names
+        .map(str::to_owned)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn header_check_names_what_the_file_is() {
+        assert!(matches!(
+            check_header("x", b"hello world"),
+            Err(PluginError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header("x", b"\0asm\x01\0\0\0"),
+            Err(PluginError::CoreModule { .. })
+        ));
+        assert!(check_header("x", b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(matches!(
+            check_header("x", b"\0asm"),
+            Err(PluginError::NotWasm { .. })
+        ));
+    }
+
+    #[test]
+    fn contract_mismatches_are_explained() {
+        let ok_imports = strings(&["portcullis:connector/http@0.1.0", "wasi:io/streams@0.2.6"]);
+        let ok_exports = strings(&["portcullis:connector/connector@0.1.0"]);
+        assert_eq!(incompatibility(&ok_imports, &ok_exports), None);
+
+        let newer = strings(&["portcullis:connector/connector@0.2.0"]);
+        let problem = incompatibility(&ok_imports, &newer).expect("0.2 must be refused");
+        assert!(
+            problem.contains("0.2.0") && problem.contains("0.1.0"),
+            "{problem}"
+        );
+
+        let other_world = strings(&["wasi:http/incoming-handler@0.2.0"]);
+        let problem = incompatibility(&ok_imports, &other_world).expect("other world");
+        assert!(problem.contains("another world"), "{problem}");
+
+        let alien = strings(&["acme:evil/raw-sockets@1.0.0"]);
+        let problem = incompatibility(&alien, &ok_exports).expect("alien import");
+        assert!(problem.contains("acme:evil/raw-sockets"), "{problem}");
+    }
+}

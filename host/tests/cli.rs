@@ -1,0 +1,240 @@
+//! The `portcullis` binary as an operator runs it: config file, exit codes, human and
+//! JSON output, bad input.
+
+use std::path::Path;
+use std::process::Output;
+
+use portcullis_simulators::{GITHUB_DEMO_TOKEN, github_demo};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+async fn portcullis(dir: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        // Keep the compile cache inside the test's directory.
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn write_config(dir: &Path, base_url: &str) {
+    std::fs::write(dir.join("github.token"), format!("{GITHUB_DEMO_TOKEN}\n")).expect("token file");
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        format!(
+            r#"
+[audit]
+path = "audit.jsonl"
+
+[apps.github-acme]
+plugin = "github"
+base_url = "{base_url}"
+secrets = {{ token = "file:github.token" }}
+network = {{ allow_loopback = true }}
+"#
+        ),
+    )
+    .expect("config");
+}
+
+#[tokio::test]
+async fn demo_runs_end_to_end_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = portcullis(dir.path(), &["demo"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("verified"), "{text}");
+    assert!(text.contains("pending"), "{text}");
+    assert!(text.contains("every step ended as expected"), "{text}");
+}
+
+#[tokio::test]
+async fn grant_verify_revoke_with_a_config_file_and_json_output() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &sim.base_url());
+    let action = [
+        "--app",
+        "github-acme",
+        "--subject",
+        "hubot",
+        "--kind",
+        "repository",
+        "--resource",
+        "acme/platform-api",
+    ];
+
+    let mut args = vec!["--json", "grant"];
+    args.extend(action);
+    args.extend(["--level", "maintain"]);
+    let output = portcullis(dir.path(), &args).await;
+    let doc = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(0), "{doc}");
+    assert_eq!(doc["verdict"]["verdict"], "verified", "{doc}");
+    assert_eq!(
+        doc["readback"]["result"]["ok"]["level"], "maintain",
+        "{doc}"
+    );
+
+    // New collaborator: an invitation, reported as pending with its own exit code.
+    let output = portcullis(
+        dir.path(),
+        &[
+            "grant",
+            "--app",
+            "github-acme",
+            "--subject",
+            "octocat",
+            "--kind",
+            "repository",
+            "--resource",
+            "acme/platform-api",
+            "--level",
+            "write",
+        ],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    assert!(text.contains("pending"), "{text}");
+
+    let mut args = vec!["revoke"];
+    args.extend(action);
+    let output = portcullis(dir.path(), &args).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("verified: read-back shows absent"), "{text}");
+
+    let mut args = vec!["--json", "verify"];
+    args.extend(action);
+    let output = portcullis(dir.path(), &args).await;
+    assert_eq!(stdout_json(&output)["result"]["ok"]["state"], "absent");
+
+    let audit =
+        std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit file written");
+    assert!(audit.lines().count() >= 6, "{audit}");
+    assert!(
+        !audit.contains(GITHUB_DEMO_TOKEN),
+        "no secrets in the audit trail"
+    );
+}
+
+#[tokio::test]
+async fn failed_action_exits_one() {
+    let sim = github_demo().await.expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &sim.base_url());
+    let output = portcullis(
+        dir.path(),
+        &[
+            "grant",
+            "--app",
+            "github-acme",
+            "--subject",
+            "ghost-user-404",
+            "--kind",
+            "repository",
+            "--resource",
+            "acme/platform-api",
+            "--level",
+            "write",
+        ],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[tokio::test]
+async fn bad_config_is_bad_input_with_file_field_and_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        "[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\nsecrets = { token = \"env:PORTCULLIS_CLI_TEST_UNSET\" }\n",
+    )
+    .expect("config");
+    let output = portcullis(dir.path(), &["check", "--app", "gh"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("portcullis.toml"), "{stderr}");
+    assert!(stderr.contains("apps.gh.secrets.token"), "{stderr}");
+    assert!(stderr.contains("PORTCULLIS_CLI_TEST_UNSET"), "{stderr}");
+
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        "[apps.gh]\nplugin = \"missing/plugin.wasm\"\nbase_url = \"https://api.github.com\"\n",
+    )
+    .expect("config");
+    let output = portcullis(dir.path(), &["check", "--app", "gh"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("apps.gh.plugin") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn plugin_inspect_prints_contract_digest_and_grants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("github.wasm");
+    std::fs::write(
+        &wasm,
+        portcullis::bundled_plugin("github").expect("bundled"),
+    )
+    .expect("write");
+    write_config(dir.path(), "https://api.github.com");
+    let output = portcullis(
+        dir.path(),
+        &["plugin", "inspect", "github.wasm", "--app", "github-acme"],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("portcullis:connector@0.1.0"), "{text}");
+    assert!(
+        text.contains("portcullis:connector/connector@0.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("portcullis:connector/http@0.1.0"), "{text}");
+    assert!(text.contains("https://api.github.com"), "{text}");
+    assert!(text.contains("secrets (injected)   token"), "{text}");
+    assert!(text.contains("secrets (readable)   none"), "{text}");
+
+    std::fs::write(
+        dir.path().join("broken.wasm"),
+        &std::fs::read(&wasm).expect("read")[..100],
+    )
+    .expect("write");
+    let output = portcullis(dir.path(), &["plugin", "inspect", "broken.wasm"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("broken.wasm") && stderr.contains("truncated"),
+        "{stderr}"
+    );
+}
