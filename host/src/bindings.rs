@@ -16,4 +16,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::portcullis::connector::connector as guest;
-pub use portcullis::connector::{config, http, log, secrets, types};
+pub use self::portcullis::connector::{config, http, log, secrets, types};

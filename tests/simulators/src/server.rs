@@ -59,7 +59,9 @@ pub struct Server {
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,10 +123,10 @@ impl Drop for Server {
 
 async fn record(State(log): State<RequestLog>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
     let had_authorization = request.headers().contains_key(header::AUTHORIZATION);
     let user_agent = request
         .headers()

@@ -246,7 +246,9 @@ impl World {
     }
 
     pub fn repo_id(&self, full_name: &str) -> Option<u64> {
-        self.repo_names.get(&full_name.to_ascii_lowercase()).copied()
+        self.repo_names
+            .get(&full_name.to_ascii_lowercase())
+            .copied()
     }
 
     /// A user account (not an organization) by login, any case.
@@ -331,7 +333,8 @@ impl World {
     pub fn add_token(&mut self, token: &str, login: &str, scopes: &[&str]) {
         let login = self.add_user(login);
         let scopes = (!scopes.is_empty()).then(|| scopes.iter().map(|s| (*s).to_owned()).collect());
-        self.tokens.insert(token.to_owned(), Token { login, scopes });
+        self.tokens
+            .insert(token.to_owned(), Token { login, scopes });
     }
 
     /// The budget of `bucket` now, starting a new window if the last one ended.
