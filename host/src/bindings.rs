@@ -15,5 +15,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::portcullis::connector::connector as guest;
 pub use self::portcullis::connector::{config, http, log, secrets, types};
+pub use exports::portcullis::connector::connector as guest;

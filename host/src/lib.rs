@@ -13,6 +13,7 @@ pub mod cache;
 mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod egress;
 mod host;
 pub mod limits;

@@ -11,7 +11,12 @@ use portcullis::config::{AppConfig, Config, NetworkPolicy};
 use portcullis::secrets::SecretSource;
 use portcullis::{Host, Runtime};
 
-/// Paths of the fixture components built by build.rs.
+/// Paths of the connector components in plugins/, built by build.rs.
+pub mod plugins {
+    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+}
+
+/// Paths of the adversarial fixture components in tests/fixtures/, built by build.rs.
 pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
 }

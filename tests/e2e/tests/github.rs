@@ -270,3 +270,24 @@ async fn every_call_and_request_is_audited_without_secrets() {
         "the host injected the token into every request"
     );
 }
+
+#[tokio::test]
+async fn github_passes_the_conformance_kit() {
+    let sim = github_demo().await.expect("simulator starts");
+    let (host, _audit) = github_host(&sim).await;
+    let case = portcullis::conformance::ConformanceCase {
+        app: "github".into(),
+        subject: Subject {
+            id: "octocat".into(),
+            email: None,
+        },
+        entitlement: Entitlement {
+            kind: "repository".into(),
+            resource: REPO.into(),
+            level: Some("write".into()),
+        },
+    };
+    let report = portcullis::conformance::run(&host, &case).await;
+    assert!(report.passed(), "{}", report.table());
+    assert_eq!(report.steps.len(), 9);
+}
