@@ -5,7 +5,20 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// (package, directory, bundled name): every connector shipped inside the binary.
-const BUNDLED: &[(&str, &str, &str)] = &[("portcullis-plugin-github", "plugins/github", "github")];
+const BUNDLED: &[(&str, &str, &str)] = &[
+    ("portcullis-plugin-aws-iam", "plugins/aws-iam", "aws-iam"),
+    ("portcullis-plugin-gdrive", "plugins/gdrive", "gdrive"),
+    ("portcullis-plugin-github", "plugins/github", "github"),
+    ("portcullis-plugin-jira", "plugins/jira", "jira"),
+    ("portcullis-plugin-okta", "plugins/okta", "okta"),
+    (
+        "portcullis-plugin-salesforce",
+        "plugins/salesforce",
+        "salesforce",
+    ),
+    ("portcullis-plugin-scim", "plugins/scim", "scim"),
+    ("portcullis-plugin-slack", "plugins/slack", "slack"),
+];
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");

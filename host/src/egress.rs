@@ -9,7 +9,7 @@
 //! 3. resolves DNS itself and refuses loopback, private, link-local/metadata and reserved
 //!    addresses unless the app's `network` policy allows that class (IP-literal URLs get
 //!    the same check, since they bypass the resolver);
-//! 4. injects the secret named by `auth`;
+//! 4. injects the secret named by `auth`, or signs the final request with AWS SigV4;
 //! 5. sends with connect and total timeouts, never following redirects (a 3xx goes back to
 //!    the plugin) and never using ambient proxy settings;
 //! 6. buffers at most `http_max_response_bytes` of the body.
@@ -20,7 +20,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -164,7 +164,12 @@ impl HttpEgress {
         }
         let mut headers = guest_headers(&request.headers)?;
         if let Some(auth) = &request.auth {
-            inject_auth(&self.secrets, auth, &mut headers)?;
+            let target = SigningTarget {
+                method: &request.method,
+                url: &url,
+                body: request.body.as_deref(),
+            };
+            inject_auth(&self.secrets, auth, &mut headers, &target)?;
         }
         let mut builder = self
             .client
@@ -271,10 +276,18 @@ fn guest_headers(pairs: &[(String, String)]) -> Result<HeaderMap, EgressError> {
     Ok(headers)
 }
 
+/// What a request signature covers besides the headers: the final method, URL and body.
+struct SigningTarget<'a> {
+    method: &'a http::Method,
+    url: &'a Url,
+    body: Option<&'a [u8]>,
+}
+
 fn inject_auth(
     secrets: &SecretStore,
     auth: &Auth,
     headers: &mut HeaderMap,
+    target: &SigningTarget<'_>,
 ) -> Result<(), EgressError> {
     let secret = |name: &str| {
         secrets.expose_for_injection(name).map_err(|_| {
@@ -327,11 +340,102 @@ fn inject_auth(
             let value = sensitive(format!("{prefix}{}", secret(secret_name)?))?;
             headers.insert(header, value);
         }
-        Auth::AwsSigV4 { .. } => {
-            return Err(EgressError::Denied(
-                "aws-sigv4 request signing is not available in this host version; use bearer, basic or header auth".into(),
-            ));
+        Auth::AwsSigV4 {
+            access_key_id_secret,
+            secret_access_key_secret,
+            session_token_secret,
+            region,
+            service,
+        } => {
+            let credentials = aws_credential_types::Credentials::new(
+                secret(access_key_id_secret)?,
+                secret(secret_access_key_secret)?,
+                session_token_secret
+                    .as_deref()
+                    .map(secret)
+                    .transpose()?
+                    .map(str::to_owned),
+                None,
+                "portcullis-secret-store",
+            );
+            let scope = SigV4Scope { region, service };
+            sign_sigv4(&credentials, scope, target, headers, SystemTime::now())?;
         }
+    }
+    Ok(())
+}
+
+/// Where a SigV4 signature is valid: the record's region and service.
+#[derive(Clone, Copy)]
+struct SigV4Scope<'a> {
+    region: &'a str,
+    service: &'a str,
+}
+
+/// Signs the final request (method, URL, every header the plugin set plus `host`, body)
+/// with AWS Signature Version 4 and adds `authorization`, `x-amz-date` and, with a session
+/// token, `x-amz-security-token`. The plugin cannot set those itself (`FORBIDDEN_HEADERS`).
+fn sign_sigv4(
+    credentials: &aws_credential_types::Credentials,
+    scope: SigV4Scope<'_>,
+    target: &SigningTarget<'_>,
+    headers: &mut HeaderMap,
+    time: SystemTime,
+) -> Result<(), EgressError> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+
+    // The Host header the HTTP client will send: the port only when it is not the
+    // scheme's default (`Url::port` is None then), as hyper does.
+    let host = match (target.url.host_str(), target.url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => {
+            return Err(EgressError::InvalidRequest(format!(
+                "`{}` has no host to sign",
+                target.url
+            )));
+        }
+    };
+    let mut signed: Vec<(&str, &str)> = vec![("host", host.as_str())];
+    for (name, value) in headers.iter() {
+        let value = value.to_str().map_err(|_| {
+            EgressError::InvalidRequest(format!(
+                "the value of header `{name}` is not visible ASCII and cannot be signed"
+            ))
+        })?;
+        signed.push((name.as_str(), value));
+    }
+    let identity: aws_smithy_runtime_api::client::identity::Identity = credentials.clone().into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(scope.region)
+        .name(scope.service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| EgressError::InvalidRequest(format!("cannot sign with SigV4: {e}")))?
+        .into();
+    let signable = SignableRequest::new(
+        target.method.as_str(),
+        target.url.as_str(),
+        signed.into_iter(),
+        SignableBody::Bytes(target.body.unwrap_or_default()),
+    )
+    .and_then(|request| sign(request, &params))
+    .map_err(|e| EgressError::InvalidRequest(format!("cannot sign with SigV4: {e}")))?;
+    let (instructions, _signature) = signable.into_parts();
+    let (added, _query) = instructions.into_parts();
+    for header in added {
+        let name = HeaderName::from_bytes(header.name().as_bytes()).map_err(|_| {
+            EgressError::InvalidRequest(format!("`{}` is not a valid header name", header.name()))
+        })?;
+        let mut value = HeaderValue::from_str(header.value()).map_err(|_| {
+            EgressError::InvalidRequest(format!(
+                "the SigV4 `{name}` header has characters not allowed in a header"
+            ))
+        })?;
+        value.set_sensitive(header.sensitive() || name == http::header::AUTHORIZATION);
+        headers.insert(name, value);
     }
     Ok(())
 }
@@ -611,6 +715,12 @@ mod tests {
             crate::secrets::SecretSource::Value("t0k".into()),
         );
         let store = SecretStore::load(&sources, &[]).expect("load");
+        let url = base();
+        let target = SigningTarget {
+            method: &http::Method::GET,
+            url: &url,
+            body: None,
+        };
         let mut headers = HeaderMap::new();
         inject_auth(
             &store,
@@ -618,6 +728,7 @@ mod tests {
                 secret: "token".into(),
             },
             &mut headers,
+            &target,
         )
         .expect("inject");
         let value = &headers[http::header::AUTHORIZATION];
@@ -629,8 +740,155 @@ mod tests {
                 secret: "nope".into(),
             },
             &mut headers,
+            &target,
         )
         .expect_err("missing secret");
         assert!(matches!(missing, EgressError::MissingSecret(_)));
+    }
+
+    fn store(pairs: &[(&str, &str)]) -> SecretStore {
+        let sources = pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    (*name).to_owned(),
+                    crate::secrets::SecretSource::Value((*value).into()),
+                )
+            })
+            .collect();
+        SecretStore::load(&sources, &[]).expect("load")
+    }
+
+    fn sigv4(session_token_secret: Option<&str>) -> Auth {
+        Auth::AwsSigV4 {
+            access_key_id_secret: "access-key-id".into(),
+            secret_access_key_secret: "secret-access-key".into(),
+            session_token_secret: session_token_secret.map(str::to_owned),
+            region: "us-east-1".into(),
+            service: "iam".into(),
+        }
+    }
+
+    #[test]
+    fn sigv4_signs_the_final_request_with_the_app_secrets() {
+        let store = store(&[
+            ("access-key-id", "AKID"),
+            (
+                "secret-access-key",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ),
+            ("session-token", "T0KEN"),
+        ]);
+        let url = Url::parse("https://iam.amazonaws.com/").expect("url");
+        let body = b"Action=GetUser&Version=2010-05-08".as_slice();
+        let target = SigningTarget {
+            method: &http::Method::POST,
+            url: &url,
+            body: Some(body),
+        };
+        let mut headers = guest_headers(&[(
+            "content-type".into(),
+            "application/x-www-form-urlencoded; charset=utf-8".into(),
+        )])
+        .expect("headers");
+        inject_auth(&store, &sigv4(None), &mut headers, &target).expect("signs");
+
+        let date = headers["x-amz-date"].to_str().expect("ascii").to_owned();
+        assert_eq!(date.len(), "20260102T030405Z".len(), "{date}");
+        let authorization = &headers[http::header::AUTHORIZATION];
+        assert!(authorization.is_sensitive());
+        let text = authorization.to_str().expect("ascii");
+        let expected = format!(
+            "AWS4-HMAC-SHA256 Credential=AKID/{}/us-east-1/iam/aws4_request, ",
+            &date[..8]
+        );
+        assert!(text.starts_with(&expected), "{text}");
+        assert!(
+            text.contains("SignedHeaders=content-type;host;x-amz-date,"),
+            "{text}"
+        );
+        assert!(!text.contains("EXAMPLEKEY"), "{text}");
+        assert!(!headers.contains_key("x-amz-security-token"));
+
+        // With a session token the token header is added and signed.
+        let mut headers = HeaderMap::new();
+        inject_auth(&store, &sigv4(Some("session-token")), &mut headers, &target).expect("signs");
+        assert_eq!(headers["x-amz-security-token"], "T0KEN");
+        assert!(headers["x-amz-security-token"].is_sensitive());
+    }
+
+    #[test]
+    fn sigv4_signature_depends_on_the_body_and_is_deterministic() {
+        let credentials = aws_credential_types::Credentials::new(
+            "AKID",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
+        let url = Url::parse("http://127.0.0.1:4566/").expect("url");
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045);
+        let signature = |body: &[u8]| {
+            let mut headers = HeaderMap::new();
+            let target = SigningTarget {
+                method: &http::Method::POST,
+                url: &url,
+                body: Some(body),
+            };
+            let scope = SigV4Scope {
+                region: "us-east-1",
+                service: "iam",
+            };
+            sign_sigv4(&credentials, scope, &target, &mut headers, time).expect("signs");
+            headers[http::header::AUTHORIZATION]
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        };
+        let a = signature(b"Action=GetUser");
+        assert_eq!(a, signature(b"Action=GetUser"));
+        assert_ne!(a, signature(b"Action=ListUsers"));
+        assert!(
+            a.starts_with("AWS4-HMAC-SHA256 Credential=AKID/20260102/us-east-1/iam/aws4_request"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn sigv4_with_a_missing_secret_is_missing_secret() {
+        let store = store(&[("access-key-id", "AKID")]);
+        let url = base();
+        let target = SigningTarget {
+            method: &http::Method::GET,
+            url: &url,
+            body: None,
+        };
+        let err = inject_auth(&store, &sigv4(None), &mut HeaderMap::new(), &target)
+            .expect_err("missing secret");
+        assert!(
+            matches!(&err, EgressError::MissingSecret(text) if text.contains("secret-access-key")),
+            "{err}"
+        );
+        let store = store_with_keys();
+        let err = inject_auth(
+            &store,
+            &sigv4(Some("session-token")),
+            &mut HeaderMap::new(),
+            &target,
+        )
+        .expect_err("missing token");
+        assert!(matches!(err, EgressError::MissingSecret(_)), "{err}");
+    }
+
+    fn store_with_keys() -> SecretStore {
+        store(&[("access-key-id", "AKID"), ("secret-access-key", "SECRET")])
+    }
+
+    #[test]
+    fn plugins_cannot_set_sigv4_headers_themselves() {
+        for name in ["x-amz-date", "X-Amz-Security-Token"] {
+            let err = guest_headers(&[(name.to_owned(), "x".to_owned())]).expect_err(name);
+            assert!(matches!(err, EgressError::Denied(_)), "{name}: {err}");
+        }
     }
 }

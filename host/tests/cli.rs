@@ -238,3 +238,90 @@ async fn plugin_inspect_prints_contract_digest_and_grants() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn plugin_test_runs_the_conformance_kit_and_prints_the_table() {
+    let sim = github_demo().await.expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &sim.base_url());
+    let output = portcullis(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            "--app",
+            "github-acme",
+            "--subject",
+            "monalisa",
+            "--kind",
+            "repository",
+            "--resource",
+            "acme/platform-docs",
+            "--level",
+            "triage",
+        ],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("9/9 steps passed"), "{text}");
+    assert!(text.contains("PASS revoke again (idempotent)"), "{text}");
+    assert!(
+        text.contains("PUT http://127.0.0.1"),
+        "lists the HTTP calls: {text}"
+    );
+
+    // A subject that does not exist fails the kit, with a non-zero exit.
+    let output = portcullis(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            "--app",
+            "github-acme",
+            "--subject",
+            "nobody-here",
+            "--kind",
+            "repository",
+            "--resource",
+            "acme/platform-docs",
+            "--level",
+            "triage",
+        ],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL grant"), "{text}");
+}
+
+#[tokio::test]
+async fn plugin_new_scaffolds_into_a_portcullis_checkout_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = portcullis(dir.path(), &["plugin", "new", "acme-hr"]).await;
+    assert_eq!(output.status.code(), Some(2), "not a Portcullis root");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("repository root"));
+
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"plugins/*\"]\n",
+    )
+    .expect("manifest");
+    let output = portcullis(dir.path(), &["plugin", "new", "acme-hr"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lib =
+        std::fs::read_to_string(dir.path().join("plugins/acme-hr/src/lib.rs")).expect("lib.rs");
+    assert!(lib.contains("export_connector!(AcmeHr)"));
+    assert!(dir.path().join("plugins/acme-hr/Cargo.toml").is_file());
+    assert!(dir.path().join("tests/e2e/tests/acme_hr.rs").is_file());
+
+    let again = portcullis(dir.path(), &["plugin", "new", "acme-hr"]).await;
+    assert_eq!(again.status.code(), Some(2), "refuses to overwrite");
+    let bad = portcullis(dir.path(), &["plugin", "new", "Acme HR"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -4,9 +4,11 @@
 //! Exit codes are part of the interface (scripts depend on them): see [`Exit`].
 
 mod action;
+mod conformance;
 mod demo;
 mod inspect;
 mod output;
+pub mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -133,6 +135,17 @@ pub enum PluginCommand {
         #[arg(long)]
         app: Option<String>,
     },
+    /// Run the conformance kit against a configured app: check, grant, verify, grant
+    /// again, list, revoke, verify, revoke again, list. Changes real access: point it at a
+    /// test subject and resource.
+    Test(ActionArgs),
+    /// Scaffold a new connector crate (plugins/NAME) with a simulator-backed test.
+    New {
+        name: String,
+        /// The Portcullis repository root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -143,6 +156,11 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Plugin(PluginCommand::Inspect { file, app }) => {
             inspect::run(&cli.config, &file, app.as_deref(), json)
         }
+        Command::Plugin(PluginCommand::New { name, root }) => new_plugin(&root, &name, json),
+        Command::Plugin(PluginCommand::Test(args)) => match load_host(&cli.config) {
+            Ok(host) => conformance::run(&host, &args, json).await,
+            Err(message) => output::bad_input(&message, json),
+        },
         command => {
             let host = match load_host(&cli.config) {
                 Ok(host) => host,
@@ -158,6 +176,29 @@ pub async fn run(cli: Cli) -> Exit {
                 Command::Demo | Command::Plugin(_) => Exit::BadInput,
             }
         }
+    }
+}
+
+fn new_plugin(root: &std::path::Path, name: &str, json: bool) -> Exit {
+    match scaffold::write(root, name) {
+        Ok(files) => {
+            if json {
+                output::emit(&serde_json::json!({ "ok": true, "exit": 0, "files": files }));
+            } else {
+                for file in &files {
+                    println!("created {}", file.display());
+                }
+                println!(
+                    "\nnext: cargo test -p portcullis-e2e --test {}   (builds the plugin to wasm and runs the conformance kit)",
+                    name.replace('-', "_")
+                );
+                println!(
+                    "then edit plugins/{name}/src/lib.rs for your application's API; see sdk/README.md"
+                );
+            }
+            Exit::Success
+        }
+        Err(message) => output::bad_input(&message, json),
     }
 }
 

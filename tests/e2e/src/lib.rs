@@ -11,6 +11,8 @@ use portcullis::config::{AppConfig, Config, NetworkPolicy};
 use portcullis::secrets::SecretSource;
 use portcullis::{Host, Runtime};
 
+pub mod peers;
+
 /// Paths of the connector components in plugins/, built by build.rs.
 pub mod plugins {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));

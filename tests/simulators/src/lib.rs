@@ -24,8 +24,20 @@
 //! # }
 //! ```
 
+pub mod gdrive;
 pub mod github;
+pub mod jira;
+pub mod okta;
+pub mod salesforce;
+pub mod scim;
 mod server;
+pub mod slack;
 
+pub use gdrive::{DriveSimulator, GDRIVE_DEMO_TOKEN, gdrive_demo};
 pub use github::{GITHUB_DEMO_TOKEN, GithubSimulator, github_demo};
+pub use jira::{JIRA_DEMO_EMAIL, JIRA_DEMO_TOKEN, JiraSimulator, jira_demo};
+pub use okta::{OKTA_DEMO_TOKEN, OktaSimulator, okta_demo};
+pub use salesforce::{SALESFORCE_DEMO_TOKEN, SalesforceSimulator, salesforce_demo};
+pub use scim::{NonMemberRemoval, ScimSimulator};
 pub use server::{RecordedRequest, Server};
+pub use slack::{SLACK_DEMO_TOKEN, SlackSimulator, slack_demo};

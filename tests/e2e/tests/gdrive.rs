@@ -1,0 +1,292 @@
+//! The Google Drive plugin, as a real wasm component in a fresh sandbox per call, against
+//! the stateful Drive simulator over real HTTP on 127.0.0.1.
+
+use portcullis::audit::MemorySink;
+use portcullis::conformance::{ConformanceCase, run};
+use portcullis::model::{
+    Action, ConnectorError, Entitlement, GrantOutcome, GrantQuery, Observed, RevokeOutcome, Subject,
+};
+use portcullis::{CallError, Host};
+use portcullis_e2e::{app, host, plugins};
+use portcullis_simulators::gdrive::{GDRIVE_ADMIN, GDRIVE_DEMO_FILES, Throttle};
+use portcullis_simulators::{DriveSimulator, GDRIVE_DEMO_TOKEN, gdrive_demo};
+
+const ROADMAP: &str = GDRIVE_DEMO_FILES[0].0;
+const ADA: &str = "ada@acme.example";
+const GRACE: &str = "grace@acme.example";
+
+fn drive_host(sim: &DriveSimulator, token: &str) -> (Host, MemorySink) {
+    host(vec![(
+        "drive",
+        app(plugins::GDRIVE, &sim.base_url(), &[("token", token)]),
+    )])
+}
+
+fn subject(email: &str) -> Subject {
+    Subject {
+        id: email.to_owned(),
+        email: None,
+    }
+}
+
+fn entitlement(file: &str, level: &str) -> Entitlement {
+    Entitlement {
+        kind: "file".to_owned(),
+        resource: file.to_owned(),
+        level: Some(level.to_owned()),
+    }
+}
+
+fn action(email: &str, file: &str, level: &str) -> Action {
+    Action {
+        subject: subject(email),
+        entitlement: entitlement(file, level),
+        idempotency_key: format!("test-{email}-{file}-{level}"),
+        reason: "e2e test".to_owned(),
+    }
+}
+
+fn connector_error<T: std::fmt::Debug>(result: Result<T, CallError>) -> ConnectorError {
+    match result {
+        Err(CallError::Connector(e)) => e,
+        other => panic!("expected a connector error, got {other:?}"),
+    }
+}
+
+fn writes(sim: &DriveSimulator) -> Vec<String> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test]
+async fn gdrive_passes_the_conformance_kit() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    let case = ConformanceCase {
+        app: "drive".into(),
+        subject: subject(ADA),
+        entitlement: entitlement(ROADMAP, "writer"),
+    };
+    let report = run(&host, &case).await;
+    assert!(report.passed(), "{}", report.table());
+    assert!(
+        sim.notified().is_empty(),
+        "sharing must not e-mail the user"
+    );
+}
+
+#[tokio::test]
+async fn upgrade_patches_the_existing_permission_and_keeps_one() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    sim.share(ROADMAP, ADA, "reader");
+    sim.clear_requests();
+
+    let up = host
+        .grant_checked("drive", &action(ADA, ROADMAP, "writer"))
+        .await;
+    assert_eq!(up.write.result, Ok(GrantOutcome::Granted));
+    assert!(up.verdict.is_verified(), "{:?}", up.verdict);
+    let w = writes(&sim);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with(&format!("PATCH /drive/v3/files/{ROADMAP}/permissions/")),
+        "{w:?}"
+    );
+    let ada: Vec<_> = sim
+        .permissions(ROADMAP)
+        .into_iter()
+        .filter(|(e, _)| e == ADA)
+        .collect();
+    assert_eq!(ada, [(ADA.to_owned(), "writer".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_lower_request_than_held_is_already_present_without_a_write() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    sim.share(ROADMAP, ADA, "organizer");
+    sim.clear_requests();
+
+    let lower = host
+        .grant_checked("drive", &action(ADA, ROADMAP, "commenter"))
+        .await;
+    assert_eq!(lower.write.result, Ok(GrantOutcome::AlreadyPresent));
+    assert!(lower.verdict.is_verified(), "{:?}", lower.verdict);
+    assert!(writes(&sim).is_empty(), "{:?}", writes(&sim));
+    assert_eq!(sim.role(ROADMAP, ADA).as_deref(), Some("organizer"));
+
+    // The owner holds everything; asking for any level changes nothing either.
+    let owner = host
+        .grant("drive", &action(GDRIVE_ADMIN, ROADMAP, "organizer"))
+        .await;
+    assert_eq!(owner.result, Ok(GrantOutcome::AlreadyPresent));
+    assert!(writes(&sim).is_empty());
+}
+
+#[tokio::test]
+async fn owner_is_neither_granted_nor_revoked() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    sim.clear_requests();
+
+    let err = connector_error(
+        host.grant("drive", &action(ADA, ROADMAP, "owner"))
+            .await
+            .result,
+    );
+    assert!(
+        matches!(&err, ConnectorError::InvalidRequest(m) if m.contains("ownership")),
+        "{err:?}"
+    );
+    assert!(sim.requests().is_empty(), "refused before any request");
+
+    let err = connector_error(
+        host.revoke("drive", &action(GDRIVE_ADMIN, ROADMAP, "reader"))
+            .await
+            .result,
+    );
+    assert!(
+        matches!(&err, ConnectorError::InvalidRequest(m) if m.contains("owns")),
+        "{err:?}"
+    );
+    assert!(writes(&sim).is_empty());
+    assert_eq!(sim.role(ROADMAP, GDRIVE_ADMIN).as_deref(), Some("owner"));
+    let observed = host
+        .verify(
+            "drive",
+            &subject(GDRIVE_ADMIN),
+            &entitlement(ROADMAP, "reader"),
+        )
+        .await
+        .result;
+    assert_eq!(
+        observed,
+        Ok(Observed::Present {
+            level: Some("organizer".into())
+        })
+    );
+}
+
+#[tokio::test]
+async fn drive_rate_limits_are_rate_limited_and_retryable() {
+    for throttle in [
+        Throttle::RateLimit403,
+        Throttle::UserRateLimit403,
+        Throttle::TooManyRequests429,
+    ] {
+        let sim = gdrive_demo().await.expect("simulator starts");
+        let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+        // The permission list goes through; the create is throttled.
+        sim.set_request_budget(Some(1), throttle);
+        let call = host.grant("drive", &action(ADA, ROADMAP, "reader")).await;
+        let err = connector_error(call.result);
+        assert!(
+            matches!(&err, ConnectorError::RateLimited { retry_after_ms: None, message } if message.contains("RateLimitExceeded") || message.contains("rateLimitExceeded")),
+            "{throttle:?}: {err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(sim.role(ROADMAP, ADA), None);
+    }
+}
+
+#[tokio::test]
+async fn list_grants_pages_with_page_tokens() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    for n in 0..130 {
+        sim.share(ROADMAP, &format!("dev{n:03}@acme.example"), "commenter");
+    }
+    let mut query = GrantQuery {
+        kind: "file".into(),
+        resource: Some(ROADMAP.into()),
+        cursor: None,
+    };
+    let (mut grants, mut pages) = (Vec::new(), 0);
+    loop {
+        let page = host
+            .list_grants("drive", &query)
+            .await
+            .result
+            .expect("page lists");
+        pages += 1;
+        grants.extend(page.grants);
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+        assert!(pages < 10, "paging must end");
+    }
+    assert_eq!(pages, 2, "132 permissions in pages of 100");
+    assert_eq!(grants.len(), 132, "owner + grace + 130 devs");
+    let grace = grants
+        .iter()
+        .find(|g| g.subject.id == GRACE)
+        .expect("grace listed");
+    assert_eq!(grace.entitlement.level.as_deref(), Some("reader"));
+    assert_eq!(grace.subject.email.as_deref(), Some(GRACE));
+
+    query.cursor = Some("not a token".into());
+    let err = connector_error(host.list_grants("drive", &query).await.result);
+    assert!(matches!(err, ConnectorError::InvalidRequest(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn subject_email_wins_and_bad_inputs_are_refused() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    let mut by_email = action("employee-4711", ROADMAP, "commenter");
+    by_email.subject.email = Some("Ada@Acme.Example".into());
+    let granted = host.grant_checked("drive", &by_email).await;
+    assert_eq!(granted.write.result, Ok(GrantOutcome::Granted));
+    assert!(granted.verdict.is_verified(), "{:?}", granted.verdict);
+    assert_eq!(sim.role(ROADMAP, ADA).as_deref(), Some("commenter"));
+    let revoked = host.revoke_checked("drive", &by_email).await;
+    assert_eq!(revoked.write.result, Ok(RevokeOutcome::Revoked));
+    assert!(revoked.verdict.is_verified());
+
+    sim.clear_requests();
+    for bad in [
+        action("not-an-email", ROADMAP, "reader"),
+        action(ADA, "../../about", "reader"),
+        action(ADA, ROADMAP, "editor"),
+    ] {
+        let err = connector_error(host.grant("drive", &bad).await.result);
+        assert!(matches!(err, ConnectorError::InvalidRequest(_)), "{err:?}");
+    }
+    assert!(sim.requests().is_empty(), "refused before any request");
+
+    let err = connector_error(
+        host.grant("drive", &action(ADA, "1NoSuchFile", "reader"))
+            .await
+            .result,
+    );
+    assert!(
+        matches!(&err, ConnectorError::NotFound(m) if m.contains("1NoSuchFile")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn check_names_the_account_and_a_bad_token_is_unauthorized() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    let report = host.check("drive").await.result.expect("check passes");
+    assert!(report.principal.contains(GDRIVE_ADMIN), "{report:?}");
+
+    let (bad, _audit) = drive_host(&sim, "ya29.expired");
+    let err = connector_error(bad.check("drive").await.result);
+    assert!(
+        matches!(&err, ConnectorError::Unauthorized(m) if m.contains("authError")),
+        "{err:?}"
+    );
+    let err = connector_error(
+        bad.grant("drive", &action(ADA, ROADMAP, "reader"))
+            .await
+            .result,
+    );
+    assert!(!err.is_retryable(), "{err:?}");
+}

@@ -1,0 +1,293 @@
+//! The Okta plugin, as a real wasm component in a fresh sandbox per call, against the
+//! stateful Okta simulator over real HTTP on 127.0.0.1.
+
+use portcullis::model::{
+    Action, ConnectorError, Entitlement, GrantOutcome, GrantQuery, Observed, RevokeOutcome, Subject,
+};
+use portcullis::{CallError, Host};
+use portcullis_e2e::{app, host, plugins};
+use portcullis_simulators::okta::{
+    GroupType, OKTA_DEMO_AD_ADMINS, OKTA_DEMO_ENGINEERING, OKTA_DEMO_EVERYONE, OKTA_DEMO_USERS,
+};
+use portcullis_simulators::{OKTA_DEMO_TOKEN, OktaSimulator, okta_demo};
+
+const MIA: &str = OKTA_DEMO_USERS[0];
+
+fn subject(id: &str) -> Subject {
+    Subject {
+        id: id.into(),
+        email: None,
+    }
+}
+
+fn group(id: &str) -> Entitlement {
+    Entitlement {
+        kind: "group".into(),
+        resource: id.into(),
+        level: None,
+    }
+}
+
+fn action(user: &str, group_id: &str) -> Action {
+    Action {
+        subject: subject(user),
+        entitlement: group(group_id),
+        idempotency_key: format!("test-{user}-{group_id}"),
+        reason: "e2e test".into(),
+    }
+}
+
+fn okta_host(sim: &OktaSimulator, token: &str) -> Host {
+    let (host, _audit) = host(vec![(
+        "okta",
+        app(plugins::OKTA, &sim.base_url(), &[("api-token", token)]),
+    )]);
+    host
+}
+
+fn connector_error(err: CallError) -> ConnectorError {
+    match err {
+        CallError::Connector(e) => e,
+        other => panic!("expected a connector error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn okta_passes_the_conformance_kit() {
+    let sim = okta_demo().await.expect("simulator starts");
+    let host = okta_host(&sim, OKTA_DEMO_TOKEN);
+    let case = portcullis::conformance::ConformanceCase {
+        app: "okta".into(),
+        subject: subject(MIA),
+        entitlement: group(OKTA_DEMO_ENGINEERING),
+    };
+    let report = portcullis::conformance::run(&host, &case).await;
+    assert!(report.passed(), "{}", report.table());
+    // Okta's writes are idempotent 204s: the repeated grant and revoke must not write.
+    let writes: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" || r.method == "DELETE")
+        .map(|r| r.method)
+        .collect();
+    assert_eq!(writes, ["PUT", "DELETE"]);
+}
+
+#[tokio::test]
+async fn app_and_built_in_groups_are_refused_and_nothing_is_written() {
+    let sim = okta_demo().await.expect("simulator starts");
+    let host = okta_host(&sim, OKTA_DEMO_TOKEN);
+    let err = connector_error(
+        host.grant("okta", &action(MIA, OKTA_DEMO_AD_ADMINS))
+            .await
+            .result
+            .expect_err("app group"),
+    );
+    assert!(
+        matches!(&err, ConnectorError::Unsupported(m)
+            if m.contains("APP_GROUP") && m.contains("AD Admins") && m.contains("source application")),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+
+    let err = connector_error(
+        host.revoke("okta", &action(MIA, OKTA_DEMO_EVERYONE))
+            .await
+            .result
+            .expect_err("built-in group"),
+    );
+    assert!(
+        matches!(&err, ConnectorError::Unsupported(m) if m.contains("BUILT_IN") && m.contains("Okta itself")),
+        "{err:?}"
+    );
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|r| r.method == "PUT" || r.method == "DELETE"),
+        "nothing was written"
+    );
+    assert!(sim.group_members(OKTA_DEMO_AD_ADMINS).is_empty());
+    assert_eq!(sim.group_members(OKTA_DEMO_EVERYONE).len(), 3);
+
+    // Reading still works: verify reports app-group membership truthfully.
+    sim.set_member(OKTA_DEMO_AD_ADMINS, MIA);
+    let observed = host
+        .verify("okta", &subject(MIA), &group(OKTA_DEMO_AD_ADMINS))
+        .await
+        .result;
+    assert_eq!(observed, Ok(Observed::Present { level: None }));
+}
+
+#[tokio::test]
+async fn list_grants_pages_through_large_groups() {
+    let sim = okta_demo().await.expect("simulator starts");
+    let host = okta_host(&sim, OKTA_DEMO_TOKEN);
+    for n in 0..450 {
+        let id = format!("00u9bulk{n:012}");
+        sim.add_user(&id, &format!("bulk.user{n}@acme.example"));
+        sim.set_member(OKTA_DEMO_ENGINEERING, &id);
+    }
+    let mut query = GrantQuery {
+        kind: "group".into(),
+        resource: Some(OKTA_DEMO_ENGINEERING.into()),
+        cursor: None,
+    };
+    let mut grants = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = host.list_grants("okta", &query).await.result.expect("page");
+        pages += 1;
+        grants.extend(page.grants);
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+        assert!(pages < 20, "paging must end");
+    }
+    assert_eq!(pages, 3, "450 members at 200 a page");
+    let mut ids: Vec<_> = grants.iter().map(|g| g.subject.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 450);
+    assert_eq!(grants.len(), 450, "nobody listed twice");
+    assert!(grants.iter().all(|g| g.subject.email.is_some()));
+    assert!(
+        sim.requests()
+            .iter()
+            .any(|r| r.path.contains("after=00u9bulk")),
+        "followed Okta's after cursor"
+    );
+
+    // Without a resource: every group, app and built-in ones included.
+    let mut query = GrantQuery {
+        kind: "group".into(),
+        resource: None,
+        cursor: None,
+    };
+    let mut all = Vec::new();
+    for _ in 0..50 {
+        let page = host.list_grants("okta", &query).await.result.expect("page");
+        all.extend(page.grants);
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    let count = |g: &str| all.iter().filter(|x| x.entitlement.resource == g).count();
+    assert_eq!(count(OKTA_DEMO_ENGINEERING), 450);
+    assert_eq!(count(OKTA_DEMO_EVERYONE), 3);
+}
+
+#[tokio::test]
+async fn rate_limit_429_waits_until_the_reset() {
+    let sim = okta_demo().await.expect("simulator starts");
+    let host = okta_host(&sim, OKTA_DEMO_TOKEN);
+    sim.set_rate_limit(1);
+    let err = host
+        .grant("okta", &action(MIA, OKTA_DEMO_ENGINEERING))
+        .await
+        .result
+        .expect_err("the second request is limited");
+    let ConnectorError::RateLimited {
+        retry_after_ms: Some(ms),
+        message,
+    } = connector_error(err)
+    else {
+        panic!("expected rate-limited with a wait");
+    };
+    assert!(ms <= 60_000, "{ms} ms");
+    assert!(message.contains("E0000047"), "{message}");
+    assert!(sim.group_members(OKTA_DEMO_ENGINEERING).is_empty());
+    assert!(!sim.requests().iter().any(|r| r.method == "PUT"));
+}
+
+#[tokio::test]
+async fn check_names_the_admin_and_bad_tokens_are_unauthorized() {
+    let sim = okta_demo().await.expect("simulator starts");
+    let report = okta_host(&sim, OKTA_DEMO_TOKEN)
+        .check("okta")
+        .await
+        .result
+        .expect("check passes");
+    assert!(
+        report.scopes.iter().any(|s| s == "SUPER_ADMIN"),
+        "{report:?}"
+    );
+    assert!(report.warnings.is_empty(), "{report:?}");
+
+    sim.add_token(
+        "read-only-token",
+        "00u0readonly0000001",
+        &["READ_ONLY_ADMIN"],
+    );
+    let report = okta_host(&sim, "read-only-token")
+        .check("okta")
+        .await
+        .result
+        .expect("check passes");
+    assert!(!report.warnings.is_empty(), "{report:?}");
+
+    let err = connector_error(
+        okta_host(&sim, "wrong")
+            .check("okta")
+            .await
+            .result
+            .expect_err("bad token"),
+    );
+    assert!(
+        matches!(&err, ConnectorError::Unauthorized(m) if m.contains("E0000011")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_users_and_groups_are_not_found_and_bad_ids_invalid() {
+    let sim = okta_demo().await.expect("simulator starts");
+    sim.add_group("00g3contractors00003", "Contractors", GroupType::Okta);
+    let host = okta_host(&sim, OKTA_DEMO_TOKEN);
+    let err = connector_error(
+        host.grant(
+            "okta",
+            &action("00u9nobody0000000000", "00g3contractors00003"),
+        )
+        .await
+        .result
+        .expect_err("unknown user"),
+    );
+    assert!(
+        matches!(&err, ConnectorError::NotFound(m) if m.contains("E0000007")),
+        "{err:?}"
+    );
+    let err = connector_error(
+        host.grant("okta", &action(MIA, "00g9missing000000000"))
+            .await
+            .result
+            .expect_err("unknown group"),
+    );
+    assert!(
+        matches!(&err, ConnectorError::NotFound(m) if m.contains("00g9missing")),
+        "{err:?}"
+    );
+    let err = connector_error(
+        host.grant(
+            "okta",
+            &action("mia.krystof@acme.example", OKTA_DEMO_ENGINEERING),
+        )
+        .await
+        .result
+        .expect_err("a login is not an id"),
+    );
+    assert!(matches!(err, ConnectorError::InvalidRequest(_)));
+
+    // A grant then revoke on a fresh group reads back.
+    let granted = host
+        .grant_checked("okta", &action(MIA, "00g3contractors00003"))
+        .await;
+    assert_eq!(granted.write.result, Ok(GrantOutcome::Granted));
+    assert!(granted.verdict.is_verified(), "{:?}", granted.verdict);
+    let revoked = host
+        .revoke_checked("okta", &action(MIA, "00g3contractors00003"))
+        .await;
+    assert_eq!(revoked.write.result, Ok(RevokeOutcome::Revoked));
+    assert!(revoked.verdict.is_verified(), "{:?}", revoked.verdict);
+}
