@@ -413,42 +413,36 @@ impl Host {
     /// Grants, then reads back, and judges the result (see [`crate::readback`]).
     pub async fn grant_checked(&self, app: &str, action: &Action) -> Checked<GrantOutcome> {
         let write = self.grant(app, action).await;
-        let outcome = match &write.result {
-            Ok(outcome) => outcome.clone(),
-            Err(error) => {
-                let verdict = Verdict::Failed {
-                    error: error.clone(),
-                };
-                return Checked {
-                    write,
-                    readback: None,
-                    verdict,
-                };
-            }
+        let info = match write.result {
+            Ok(_) => self.connector_info(app).await.ok(),
+            Err(_) => None,
         };
-        let kind = self.connector_info(app).await.ok();
-        let kind = kind
+        let kind = info
             .as_ref()
             .and_then(|info| info.kind(&action.entitlement.kind));
-        let readback = self.verify(app, &action.subject, &action.entitlement).await;
-        let verdict = match &readback.result {
-            Ok(observed) => grant_verdict(kind, action, &outcome, observed.clone()),
-            Err(error) => Verdict::Failed {
-                error: error.clone(),
-            },
-        };
-        Checked {
-            write,
-            readback: Some(readback),
-            verdict,
-        }
+        self.read_back(app, action, write, |outcome, observed| {
+            grant_verdict(kind, action, outcome, observed)
+        })
+        .await
     }
 
     /// Revokes, then reads back, and judges the result.
     pub async fn revoke_checked(&self, app: &str, action: &Action) -> Checked<RevokeOutcome> {
         let write = self.revoke(app, action).await;
+        self.read_back(app, action, write, revoke_verdict).await
+    }
+
+    /// The shared half of the `*_checked` calls: after a successful write, verify and let
+    /// `judge` compare the write's outcome with what the application shows.
+    async fn read_back<T>(
+        &self,
+        app: &str,
+        action: &Action,
+        write: Call<T>,
+        judge: impl FnOnce(&T, Observed) -> Verdict,
+    ) -> Checked<T> {
         let outcome = match &write.result {
-            Ok(outcome) => outcome.clone(),
+            Ok(outcome) => outcome,
             Err(error) => {
                 let verdict = Verdict::Failed {
                     error: error.clone(),
@@ -462,7 +456,7 @@ impl Host {
         };
         let readback = self.verify(app, &action.subject, &action.entitlement).await;
         let verdict = match &readback.result {
-            Ok(observed) => revoke_verdict(&outcome, observed.clone()),
+            Ok(observed) => judge(outcome, observed.clone()),
             Err(error) => Verdict::Failed {
                 error: error.clone(),
             },

@@ -26,6 +26,7 @@
 
 pub mod gdrive;
 pub mod github;
+mod http;
 pub mod jira;
 pub mod okta;
 pub mod salesforce;

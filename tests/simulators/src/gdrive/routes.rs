@@ -15,8 +15,9 @@ use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
+
+use crate::http;
 
 use super::fields::Selector;
 use super::state::{DriveError, Permission, Role, Throttle, World};
@@ -46,14 +47,9 @@ async fn handle(State(world): State<Shared>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let query = parse_query(parts.uri.query());
-    let segments: Vec<String> = parts
-        .uri
-        .path()
-        .split('/')
-        .skip(1)
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    // A repeated parameter's last value wins.
+    let query: HashMap<String, String> = http::query_pairs(parts.uri.query()).into_iter().collect();
+    let segments = http::path_segments(parts.uri.path());
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let mut world = world.lock();
     let Some(caller) = token.and_then(|t| world.tokens.get(t)).cloned() else {
@@ -294,22 +290,6 @@ fn permission_json(world: &World, p: &Permission) -> Value {
         "deleted": false,
         "pendingOwner": false,
     })
-}
-
-fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
-    let decode = |s: &str| {
-        percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    raw.unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response {

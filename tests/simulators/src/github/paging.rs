@@ -6,7 +6,7 @@
 //! (`/repositories/{id}/...`, `/organizations/{id}/...`) and keep the caller's other
 //! query parameters in their order, with `page` replaced or appended.
 
-use percent_encoding::percent_decode_str;
+use crate::http;
 
 pub const DEFAULT_PER_PAGE: usize = 30;
 pub const MAX_PER_PAGE: usize = 100;
@@ -14,13 +14,9 @@ pub const MAX_PER_PAGE: usize = 100;
 /// A request's query string, kept raw for rebuilding and decoded for lookups.
 #[derive(Debug, Default)]
 pub struct Query {
+    /// The `key=value` pairs as sent, so `Link` URLs repeat them to the letter.
     pairs: Vec<(String, String)>,
-}
-
-fn decode(s: &str) -> String {
-    percent_decode_str(&s.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
+    decoded: Vec<(String, String)>,
 }
 
 impl Query {
@@ -34,15 +30,13 @@ impl Query {
                 None => (p.to_owned(), String::new()),
             })
             .collect();
-        Self { pairs }
+        let decoded = http::query_pairs(raw);
+        Self { pairs, decoded }
     }
 
     /// The first value of `key`, decoded.
     pub fn get(&self, key: &str) -> Option<String> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| decode(k) == key)
-            .map(|(_, v)| decode(v))
+        http::query_value(&self.decoded, key).map(str::to_owned)
     }
 
     fn number(&self, key: &str) -> Option<usize> {

@@ -17,8 +17,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
+
+use crate::http;
 
 use super::json;
 use super::paging::{Query, paginate};
@@ -258,13 +259,7 @@ fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) 
     };
     let bucket = caller.login().unwrap_or_default().to_owned();
     let limit = world.limit_for(&bucket);
-    let segments: Vec<String> = parts
-        .uri
-        .path()
-        .split('/')
-        .skip(1)
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segments = http::path_segments(parts.uri.path());
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = parts.method.as_str();
     // `GET /rate_limit` is free, as on GitHub.

@@ -13,8 +13,9 @@ use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
+
+use crate::http::{self, query_value};
 
 use super::state::{Actor, ActorError, World, now_secs};
 
@@ -144,15 +145,9 @@ fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) 
             r
         }
         Some(account) => {
-            let segments: Vec<String> = parts
-                .uri
-                .path()
-                .split('/')
-                .skip(1)
-                .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-                .collect();
+            let segments = http::path_segments(parts.uri.path());
             let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-            let query = query_pairs(parts.uri.query());
+            let query = http::query_pairs(parts.uri.query());
             build(route(
                 world,
                 &account,
@@ -175,29 +170,6 @@ fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) 
         set(&mut response, "x-ratelimit-nearlimit", "true");
     }
     response
-}
-
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    raw.unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
-}
-
-fn get<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 fn route(
@@ -321,7 +293,7 @@ fn role_endpoint(
             }
         }
         "DELETE" => {
-            let Some(user) = get(query, "user") else {
+            let Some(user) = query_value(query, "user") else {
                 return Reply::error(
                     StatusCode::BAD_REQUEST,
                     "You must specify a user or a group to remove from the project role.",
@@ -389,7 +361,7 @@ fn user_json(world: &World, account: &str, name: &str, email: &str) -> Value {
 }
 
 fn my_permissions(admin: bool, query: &[(String, String)]) -> Reply {
-    let Some(wanted) = get(query, "permissions").filter(|p| !p.is_empty()) else {
+    let Some(wanted) = query_value(query, "permissions").filter(|p| !p.is_empty()) else {
         return Reply::error(
             StatusCode::BAD_REQUEST,
             "The 'permissions' query parameter is required.",
@@ -418,10 +390,10 @@ fn my_permissions(admin: bool, query: &[(String, String)]) -> Reply {
 }
 
 fn project_search(world: &World, query: &[(String, String)]) -> Reply {
-    let start: usize = get(query, "startAt")
+    let start: usize = query_value(query, "startAt")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let max: usize = get(query, "maxResults")
+    let max: usize = query_value(query, "maxResults")
         .and_then(|v| v.parse().ok())
         .unwrap_or(50)
         .clamp(1, 100);

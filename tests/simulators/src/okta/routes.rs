@@ -12,8 +12,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
+
+use crate::http::{self, query_value};
 
 use super::state::{Group, GroupType, User, World, WriteError, now_secs};
 
@@ -116,15 +117,9 @@ fn respond(world: &mut World, request: &Request) -> Response {
                     "Invalid token provided",
                 ),
                 Some(admin) => {
-                    let segments: Vec<String> = request
-                        .uri()
-                        .path()
-                        .split('/')
-                        .skip(1)
-                        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-                        .collect();
+                    let segments = http::path_segments(request.uri().path());
                     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-                    let query = query_pairs(request.uri().query());
+                    let query = http::query_pairs(request.uri().query());
                     route(world, &admin, request.method().as_str(), &segments, &query)
                 }
             };
@@ -158,29 +153,6 @@ fn respond(world: &mut World, request: &Request) -> Response {
         &(window.start + super::state::WINDOW_SECS).to_string(),
     );
     response
-}
-
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    raw.unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
-}
-
-fn get<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 fn route(
@@ -284,12 +256,12 @@ fn page<T: HasId>(
     max: usize,
     render: impl Fn(&World, &T) -> Value,
 ) -> Reply {
-    let limit = get(query, "limit")
+    let limit = query_value(query, "limit")
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0)
         .unwrap_or(max)
         .min(max);
-    let after = get(query, "after");
+    let after = query_value(query, "after");
     let rest: Vec<&T> = items
         .into_iter()
         .filter(|i| after.is_none_or(|a| i.id() > a))

@@ -12,8 +12,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
+
+use crate::http;
 
 use super::soql;
 use super::state::{SfError, World};
@@ -117,19 +118,11 @@ fn route(
 ) -> Result<Reply, SfError> {
     match (method, rest) {
         ("GET", ["query"]) => {
-            let q = query
-                .unwrap_or_default()
-                .split('&')
-                .find_map(|p| p.strip_prefix("q="))
-                .map(|q| {
-                    percent_decode_str(&q.replace('+', " "))
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-                .ok_or_else(|| {
-                    SfError::new(400, "MALFORMED_QUERY", "A query string has to be specified")
-                })?;
-            let parsed = soql::parse(&q).map_err(|why| {
+            let pairs = http::query_pairs(query);
+            let q = http::query_value(&pairs, "q").ok_or_else(|| {
+                SfError::new(400, "MALFORMED_QUERY", "A query string has to be specified")
+            })?;
+            let parsed = soql::parse(q).map_err(|why| {
                 SfError::new(
                     400,
                     "MALFORMED_QUERY",

@@ -12,8 +12,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
+
+use crate::http;
 
 use super::state::{Group, ScimError, User, World, parse_filter};
 use super::{BASE_PATH, GROUP_SCHEMA, USER_SCHEMA};
@@ -117,10 +118,11 @@ fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) 
             format!("no SCIM endpoint at {path}"),
         ));
     };
+    // Unlike the other simulators, SCIM ignores empty segments (`/Users/` is `/Users`).
     let segments: Vec<String> = rest
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(http::path_segment)
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = parts.method.as_str();
@@ -374,21 +376,7 @@ struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(raw: Option<&str>) -> Self {
-        let decode = |s: &str| {
-            percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        Self(
-            raw.unwrap_or_default()
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (decode(k), decode(v))
-                })
-                .collect(),
-        )
+        Self(http::query_pairs(raw))
     }
 
     /// The first value of `key` (SCIM parameter names are case-insensitive).

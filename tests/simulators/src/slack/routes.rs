@@ -15,8 +15,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
+
+use crate::http;
 
 use super::state::{Channel, Fail, Token, User, Usergroup, Workspace, cursor};
 
@@ -116,16 +117,9 @@ impl Args {
         }
     }
 
+    /// Adds `application/x-www-form-urlencoded` pairs (a query string or a form body).
     fn form(&mut self, raw: &str) {
-        let decode = |s: &str| {
-            percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        for pair in raw.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            self.0.push((decode(k), decode(v)));
-        }
+        self.0.extend(http::form_pairs(raw.as_bytes()));
     }
 
     /// A JSON object's fields as arguments; arrays become comma lists, as Slack reads them.
