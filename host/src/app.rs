@@ -10,6 +10,7 @@ use crate::config::{Config, NetworkPolicy};
 use crate::egress::Egress;
 use crate::limits::SandboxLimits;
 use crate::plugin::Plugin;
+use crate::ratelimit::AppLimiter;
 use crate::secrets::SecretStore;
 
 pub struct App {
@@ -21,6 +22,9 @@ pub struct App {
     pub limits: SandboxLimits,
     pub plugin: Arc<Plugin>,
     pub(crate) egress: Arc<dyn Egress>,
+    /// Rate limits and server-supplied waits for this app, shared by all its calls (the
+    /// real egress waits on it before every request).
+    pub limiter: Arc<AppLimiter>,
     /// The plugin's `describe`, asked once per app and kept (it cannot change while the
     /// same plugin bytes are loaded).
     pub(crate) info: tokio::sync::OnceCell<crate::model::ConnectorInfo>,

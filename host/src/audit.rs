@@ -69,6 +69,27 @@ pub enum AuditEvent {
         limit: String,
         detail: String,
     },
+    /// Written by the engine before an action's first attempt.
+    ActionStarted {
+        run: String,
+        op: String,
+        subject: Subject,
+        entitlement: Entitlement,
+        idempotency_key: String,
+    },
+    /// Written by the engine when an action is verified, pending or alerted.
+    ActionFinished {
+        run: String,
+        outcome: crate::engine::ActionOutcome,
+        attempts: u32,
+        /// What the last read-back showed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        evidence: Option<crate::model::Observed>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_error: Option<String>,
+        /// Every HTTP call of every attempt: method, URL, status, latency.
+        http: Vec<crate::sandbox::HttpCall>,
+    },
     /// Written after the plugin returns, fails or is stopped.
     CallFinished {
         operation: String,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::limits::SandboxLimits;
+use crate::ratelimit::RateLimitConfig;
 use crate::secrets::SecretSource;
 
 /// The whole configuration file.
@@ -25,6 +26,9 @@ pub struct Config {
     pub limits: SandboxLimits,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Retries, backoff and the blast-radius guard of `portcullis apply`.
+    #[serde(default)]
+    pub engine: crate::engine::EngineOptions,
     /// Application instances by name (`github-acme`).
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
@@ -67,6 +71,10 @@ pub struct AppConfig {
     /// Per-application overrides of the default limits.
     #[serde(default)]
     pub limits: Option<SandboxLimitsOverride>,
+    /// Request rates and concurrency for this app; none configured means no rate limit
+    /// (servers' Retry-After and reset headers are honoured regardless).
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
 }
 
 /// Which address ranges the host may connect to for this application. Public addresses
@@ -244,6 +252,12 @@ impl Config {
                     ));
                 }
             }
+            if let Some(zero) = app.rate_limit.zero_fields().first() {
+                return Err(invalid(
+                    field(&format!("rate_limit.{zero}")),
+                    "must be at least 1; remove it for no limit".into(),
+                ));
+            }
             for (secret, source) in &app.secrets {
                 source
                     .check_available()
@@ -337,6 +351,47 @@ mod tests {
         let limits = config.limits_for(&config.apps["gh"]);
         assert_eq!(limits.cpu_ms, 50);
         assert_eq!(limits.memory_mib, 8);
+    }
+
+    #[test]
+    fn rate_limit_parses_and_rejects_unknown_keys_and_zeros() {
+        let config = parse(
+            "[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\nrate_limit = { per_hour = 5000, burst = 100, concurrency = 10 }\n",
+        )
+        .expect("valid config");
+        assert_eq!(
+            config.apps["gh"].rate_limit,
+            RateLimitConfig {
+                per_hour: Some(5000),
+                burst: Some(100),
+                concurrency: Some(10),
+                ..RateLimitConfig::default()
+            }
+        );
+        let config = parse(
+            "[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\n[apps.gh.rate_limit]\nper_second = 2\nper_minute = 60\n",
+        )
+        .expect("valid config");
+        assert_eq!(config.apps["gh"].rate_limit.per_second, Some(2));
+        assert_eq!(config.apps["gh"].rate_limit.per_minute, Some(60));
+        let config =
+            parse("[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\n")
+                .expect("valid config");
+        assert_eq!(config.apps["gh"].rate_limit, RateLimitConfig::default());
+
+        let err = parse(
+            "[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\nrate_limit = { per_hour = 5000, per_day = 1 }\n",
+        )
+        .expect_err("unknown key must fail");
+        assert!(err.to_string().contains("per_day"), "{err}");
+        let err = parse(
+            "[apps.gh]\nplugin = \"github\"\nbase_url = \"https://api.github.com\"\nrate_limit = { per_minute = 0 }\n",
+        )
+        .expect_err("zero must fail");
+        assert!(
+            err.to_string().contains("apps.gh.rate_limit.per_minute"),
+            "{err}"
+        );
     }
 
     #[test]

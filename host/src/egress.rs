@@ -9,10 +9,12 @@
 //! 3. resolves DNS itself and refuses loopback, private, link-local/metadata and reserved
 //!    addresses unless the app's `network` policy allows that class (IP-literal URLs get
 //!    the same check, since they bypass the resolver);
-//! 4. injects the secret named by `auth`, or signs the final request with AWS SigV4;
+//! 4. waits for the app's [`AppLimiter`] (configured rates, server-supplied waits), then
+//!    injects the secret named by `auth`, or signs the final request with AWS SigV4;
 //! 5. sends with connect and total timeouts, never following redirects (a 3xx goes back to
 //!    the plugin) and never using ambient proxy settings;
-//! 6. buffers at most `http_max_response_bytes` of the body.
+//! 6. hands the response status and headers to the limiter (Retry-After, reset headers);
+//! 7. buffers at most `http_max_response_bytes` of the body.
 //!
 //! Must never: put a secret into an error message, or follow a redirect.
 
@@ -28,6 +30,7 @@ use url::{Host, Url};
 
 use crate::config::NetworkPolicy;
 use crate::limits::SandboxLimits;
+use crate::ratelimit::AppLimiter;
 use crate::secrets::SecretStore;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -111,6 +114,10 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "x-amz-security-token",
 ];
 
+/// The longest server-supplied wait a request waits out inside a call; longer ones fail the
+/// request at once (see `send_checked`).
+const MAX_WAIT_IN_CALL: Duration = Duration::from_secs(5);
+
 /// The real outbound HTTP path for one application.
 pub struct HttpEgress {
     app: String,
@@ -119,6 +126,7 @@ pub struct HttpEgress {
     secrets: Arc<SecretStore>,
     max_response_bytes: u64,
     client: reqwest::Client,
+    limiter: Arc<AppLimiter>,
 }
 
 impl HttpEgress {
@@ -128,6 +136,7 @@ impl HttpEgress {
         network: NetworkPolicy,
         secrets: Arc<SecretStore>,
         limits: &SandboxLimits,
+        limiter: Arc<AppLimiter>,
     ) -> Result<HttpEgress, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -147,6 +156,7 @@ impl HttpEgress {
             secrets,
             max_response_bytes: limits.http_max_response_bytes,
             client,
+            limiter,
         })
     }
 
@@ -163,6 +173,22 @@ impl HttpEgress {
             }
         }
         let mut headers = guest_headers(&request.headers)?;
+        // A long server-supplied wait is not sat out inside a sandboxed call (it would spend
+        // the call's wall-clock budget): the request is held back, and the engine, which
+        // checks the limiter before each attempt, waits outside the sandbox.
+        if let Some(until) = self.limiter.blocked_until() {
+            let wait = until.saturating_duration_since(std::time::Instant::now());
+            if wait > MAX_WAIT_IN_CALL {
+                return Err(EgressError::Timeout(format!(
+                    "held back by the host: {} asked for no requests for another {} s (rate limit); try again after the wait",
+                    self.app,
+                    wait.as_secs_f64().ceil()
+                )));
+            }
+        }
+        // Policy passed: wait for the app's rate limit and any short server-supplied wait.
+        // Before auth injection, so a SigV4 signature carries the time the request goes.
+        self.limiter.acquire().await;
         if let Some(auth) = &request.auth {
             let target = SigningTarget {
                 method: &request.method,
@@ -180,7 +206,7 @@ impl HttpEgress {
         }
         let mut response = builder.send().await.map_err(|e| classify_send_error(&e))?;
         let status = response.status().as_u16();
-        let headers = response
+        let headers: Vec<(String, String)> = response
             .headers()
             .iter()
             .map(|(k, v)| {
@@ -190,6 +216,7 @@ impl HttpEgress {
                 )
             })
             .collect();
+        self.limiter.observe_response(status, &headers);
         let cap = self.max_response_bytes;
         if response.content_length().is_some_and(|len| len > cap) {
             return Err(too_large(cap));

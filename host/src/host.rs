@@ -199,6 +199,7 @@ fn build_app(
         },
     )?);
     let limits = config.limits_for(app);
+    let limiter = Arc::new(crate::ratelimit::AppLimiter::new(name, &app.rate_limit));
     let egress: Arc<dyn Egress> = match egress_override {
         Some(egress) => Arc::clone(egress),
         None => Arc::new(
@@ -208,6 +209,7 @@ fn build_app(
                 app.network,
                 Arc::clone(&secrets),
                 &limits,
+                Arc::clone(&limiter),
             )
             .map_err(|e| HostError::Http {
                 app: name.to_owned(),
@@ -224,6 +226,7 @@ fn build_app(
         limits,
         plugin,
         egress,
+        limiter,
         info: tokio::sync::OnceCell::new(),
     })
 }
@@ -241,6 +244,11 @@ impl Host {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Where this host's audit events go.
+    pub fn audit_sink(&self) -> &Arc<dyn AuditSink> {
+        &self.audit
     }
 
     pub fn app(&self, name: &str) -> Option<&Arc<App>> {

@@ -325,3 +325,78 @@ async fn plugin_new_scaffolds_into_a_portcullis_checkout_only() {
     let bad = portcullis(dir.path(), &["plugin", "new", "Acme HR"]).await;
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn apply_runs_actions_reads_them_back_and_guards_large_revokes() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    sim.set_collaborator("acme/platform-infra", "monalisa", "write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &sim.base_url());
+    std::fs::write(
+        dir.path().join("actions.toml"),
+        r#"
+[[actions]]
+op = "grant"
+app = "github-acme"
+subject = "hubot"
+kind = "repository"
+resource = "acme/platform-api"
+level = "maintain"
+
+[[actions]]
+op = "revoke"
+app = "github-acme"
+subject = "monalisa"
+kind = "repository"
+resource = "acme/platform-infra"
+"#,
+    )
+    .expect("actions");
+    let output = portcullis(
+        dir.path(),
+        &["--json", "apply", "actions.toml", "--run-id", "r1"],
+    )
+    .await;
+    let doc = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(0), "{doc}");
+    let actions = doc["run"]["actions"].as_array().expect("actions");
+    assert_eq!(actions.len(), 2);
+    assert!(
+        actions
+            .iter()
+            .all(|a| a["outcome"]["outcome"] == "verified"),
+        "{doc}"
+    );
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "hubot")
+            .as_deref(),
+        Some("maintain")
+    );
+    assert_eq!(
+        sim.collaborator_role("acme/platform-infra", "monalisa"),
+        None
+    );
+
+    // The same revoke with a guard of zero revokes: refused before anything runs.
+    let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!("[engine]\nmax_revokes = 0\n{config}"),
+    )
+    .expect("config");
+    sim.clear_requests();
+    let output = portcullis(dir.path(), &["apply", "actions.toml"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("blast-radius") && stderr.contains("--allow-large-revoke"),
+        "{stderr}"
+    );
+    assert!(sim.requests().is_empty(), "nothing ran");
+
+    std::fs::write(dir.path().join("bad.toml"), "[[actions]]\nop = \"grant\"\n").expect("bad");
+    let output = portcullis(dir.path(), &["apply", "bad.toml"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bad.toml"));
+}

@@ -43,6 +43,7 @@ pub fn demo_config(base_url: &str) -> Result<Config, String> {
                 ..NetworkPolicy::default()
             },
             limits: None,
+            rate_limit: Default::default(),
         },
     );
     Ok(config)

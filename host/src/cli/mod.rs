@@ -4,6 +4,7 @@
 //! Exit codes are part of the interface (scripts depend on them): see [`Exit`].
 
 mod action;
+mod apply;
 mod conformance;
 mod demo;
 mod inspect;
@@ -75,6 +76,18 @@ pub enum Command {
     Describe(AppArg),
     /// List grants that exist in an application (one page, or all with --all).
     ListGrants(ListArgs),
+    /// Run a file of grant and revoke actions through the engine: in parallel across apps,
+    /// inside rate limits, each read back; alerts for anything that does not converge.
+    Apply {
+        /// TOML file of [[actions]] (op, app, subject, kind, resource, level, reason).
+        file: PathBuf,
+        /// Run id for idempotency keys and audit; default derived from the time.
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Run even if the blast-radius guard would stop it.
+        #[arg(long)]
+        allow_large_revoke: bool,
+    },
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -158,12 +171,12 @@ pub async fn run(cli: Cli) -> Exit {
         }
         Command::Plugin(PluginCommand::New { name, root }) => new_plugin(&root, &name, json),
         Command::Plugin(PluginCommand::Test(args)) => match load_host(&cli.config) {
-            Ok(host) => conformance::run(&host, &args, json).await,
+            Ok((host, _)) => conformance::run(&host, &args, json).await,
             Err(message) => output::bad_input(&message, json),
         },
         command => {
-            let host = match load_host(&cli.config) {
-                Ok(host) => host,
+            let (host, engine_options) = match load_host(&cli.config) {
+                Ok(loaded) => loaded,
                 Err(message) => return output::bad_input(&message, json),
             };
             match command {
@@ -173,6 +186,20 @@ pub async fn run(cli: Cli) -> Exit {
                 Command::Check(args) => action::check(&host, &args.app, json).await,
                 Command::Describe(args) => action::describe(&host, &args.app, json).await,
                 Command::ListGrants(args) => action::list_grants(&host, &args, json).await,
+                Command::Apply {
+                    file,
+                    run_id,
+                    allow_large_revoke,
+                } => {
+                    let args = apply::ApplyArgs {
+                        file: &file,
+                        run_id,
+                        allow_large_revoke,
+                        options: engine_options,
+                        json,
+                    };
+                    apply::run(host, args).await
+                }
                 Command::Demo | Command::Plugin(_) => Exit::BadInput,
             }
         }
@@ -203,10 +230,14 @@ fn new_plugin(root: &std::path::Path, name: &str, json: bool) -> Exit {
 }
 
 /// Loads the config and builds the host; any failure is bad input, described fully.
-pub(crate) fn load_host(path: &std::path::Path) -> Result<Host, String> {
+pub(crate) fn load_host(
+    path: &std::path::Path,
+) -> Result<(Host, crate::engine::EngineOptions), String> {
     let mut config = Config::load(path).map_err(|e| e.to_string())?;
     if config.runtime.cache_dir.is_none() {
         config.runtime.cache_dir = crate::cache::CompileCache::default_dir();
     }
-    Host::builder(config).build().map_err(|e| e.to_string())
+    let engine = config.engine.clone();
+    let host = Host::builder(config).build().map_err(|e| e.to_string())?;
+    Ok((host, engine))
 }

@@ -11,6 +11,8 @@ use portcullis::config::{AppConfig, Config, NetworkPolicy};
 use portcullis::secrets::SecretSource;
 use portcullis::{Host, Runtime};
 
+pub mod josh;
+pub mod moto;
 pub mod peers;
 
 /// Paths of the connector components in plugins/, built by build.rs.
@@ -54,6 +56,7 @@ pub fn app(plugin: &str, base_url: &str, secrets: &[(&str, &str)]) -> AppConfig 
             ..NetworkPolicy::default()
         },
         limits: None,
+        rate_limit: portcullis::ratelimit::RateLimitConfig::default(),
     }
 }
 

@@ -2,19 +2,12 @@
 //! `moto[server]`) with IAM authentication on: every request the host sends is SigV4-signed
 //! with the app's secrets and moto checks both the signature and the caller's IAM policy.
 //!
-//! Bootstrap: moto starts with `INITIAL_NO_AUTH_ACTION_COUNT=0` (nothing unauthenticated).
-//! Its control endpoint `POST /moto-api/reset-auth` (body `N`, the mechanism behind moto's
-//! own `set_initial_no_auth_action_count`) then lets exactly the next N IAM actions
-//! through unchecked. The test spends them on creating the `admin` user, its access key and
-//! an inline `iam:*` policy, plus the target user and group, and then proves the budget is
-//! spent: a further request with a credential moto does not know is refused. Moto routes an
-//! IAM request by the service in the `Authorization` credential scope, so the bootstrap
-//! requests carry a SigV4-shaped header with a made-up key that moto does not verify while
-//! the budget lasts.
+//! The bootstrap (an `admin` key allowed `iam:*`, spent unauthenticated budget) is
+//! [`portcullis_e2e::moto::Moto::start`].
 
 use portcullis::model::{ConnectorError, Entitlement, GrantOutcome, Observed, Subject};
 use portcullis::{CallError, Host};
-use portcullis_e2e::peers::{self, PeerProcess};
+use portcullis_e2e::moto;
 use portcullis_e2e::{app, host, plugins};
 
 const POWER_USER: &str = "arn:aws:iam::aws:policy/PowerUserAccess";
@@ -22,126 +15,30 @@ const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 const USER: &str = "alice";
 const GROUP: &str = "developers";
 
-/// The unchecked IAM actions the bootstrap needs (see the module docs).
-const BOOTSTRAP_ACTIONS: usize = 5;
-
 /// A moto server with an `admin` access key allowed `iam:*`, user `alice` and group
 /// `developers`.
-struct Moto {
-    peer: PeerProcess,
-    key_id: String,
-    secret: String,
-}
+struct Moto(moto::Moto);
 
 impl Moto {
     async fn start() -> Moto {
-        let peer = peers::moto_server();
-        let client = reqwest::Client::new();
-        let reset = client
-            .post(format!("{}/moto-api/reset-auth", peer.base_url()))
-            .header("content-type", "text/plain")
-            .body(BOOTSTRAP_ACTIONS.to_string())
-            .send()
-            .await
-            .expect("moto answers reset-auth");
-        assert!(
-            reset.status().is_success(),
-            "reset-auth: {}",
-            reset.status()
-        );
-
-        let admin_policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}"#;
-        let steps: [&[(&str, &str)]; BOOTSTRAP_ACTIONS] = [
-            &[("Action", "CreateUser"), ("UserName", "admin")],
-            &[("Action", "CreateAccessKey"), ("UserName", "admin")],
-            &[
-                ("Action", "PutUserPolicy"),
-                ("UserName", "admin"),
-                ("PolicyName", "iam-admin"),
-                ("PolicyDocument", admin_policy),
-            ],
-            &[("Action", "CreateUser"), ("UserName", USER)],
-            &[("Action", "CreateGroup"), ("GroupName", GROUP)],
-        ];
-        let mut key = None;
-        for params in steps {
-            let (status, body) = unverified_call(&client, &peer, params).await;
-            assert_eq!(status, 200, "{params:?}: {body}");
-            if params[0].1 == "CreateAccessKey" {
-                key = Some((
-                    element(&body, "AccessKeyId").expect("AccessKeyId"),
-                    element(&body, "SecretAccessKey").expect("SecretAccessKey"),
-                ));
-            }
-        }
-        // The budget is spent: from here on moto verifies every request.
-        let (status, body) = unverified_call(
-            &client,
-            &peer,
-            &[("Action", "CreateUser"), ("UserName", "mallory")],
-        )
-        .await;
-        assert_eq!(status, 403, "{body}");
-        assert!(body.contains("InvalidClientTokenId"), "{body}");
-
-        let (key_id, secret) = key.expect("the bootstrap created an access key");
-        Moto {
-            peer,
-            key_id,
-            secret,
-        }
+        Moto(moto::Moto::start(&[USER], &[GROUP]).await)
     }
 
     fn host(&self) -> Host {
-        self.host_with_secret(&self.secret)
+        self.host_with_secret(&self.0.secret)
     }
 
     fn host_with_secret(&self, secret: &str) -> Host {
         let config = app(
             plugins::AWS_IAM,
-            self.peer.base_url(),
+            self.0.peer.base_url(),
             &[
-                ("access-key-id", &self.key_id),
+                ("access-key-id", &self.0.key_id),
                 ("secret-access-key", secret),
             ],
         );
         host(vec![("aws-dev", config)]).0
     }
-}
-
-/// An IAM Query call with a SigV4-shaped `Authorization` header whose key moto does not
-/// know and whose signature is not one: it routes the request to IAM and succeeds only
-/// while moto's unauthenticated budget lasts.
-async fn unverified_call(
-    client: &reqwest::Client,
-    peer: &PeerProcess,
-    params: &[(&str, &str)],
-) -> (u16, String) {
-    let mut form: Vec<(&str, &str)> = vec![("Version", "2010-05-08")];
-    form.extend_from_slice(params);
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let response = client
-        .post(format!("{}/", peer.base_url()))
-        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIABOOTSTRAPUNKNOWN/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("moto answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("moto body"))
-}
-
-/// The text of the first `<name>` element (the test only reads flat, known answers).
-fn element(body: &str, name: &str) -> Option<String> {
-    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
-    let end = start + body[start..].find(&format!("</{name}>"))?;
-    Some(body[start..end].to_owned())
 }
 
 fn subject(id: &str) -> Subject {
@@ -181,7 +78,7 @@ async fn conformance(kind: &str, id: &str, policy: &str) {
         report.passed(),
         "{}\nmoto output:\n{}",
         report.table(),
-        moto.peer.output()
+        moto.0.peer.output()
     );
 }
 

@@ -182,9 +182,22 @@ async fn rate_limit_with_only_the_iso_reset_gives_a_sensible_wait() {
     assert_eq!(last.status, 429);
     assert!(sim.role_members("OPS", "Viewers").is_empty());
 
-    // With Retry-After, the connector takes Jira's number of seconds as it is.
+    // The host now holds every request to Jira until that reset rather than send one that
+    // must fail: a further call on this host fails retryably without reaching Jira.
+    let before = sim.requests().len();
+    let held = host
+        .verify("jira", &subject(RAVI), &entitlement("OPS/Viewers"))
+        .await
+        .result
+        .expect_err("held back");
+    assert!(held.to_string().contains("held back by the host"), "{held}");
+    assert_eq!(sim.requests().len(), before, "nothing reached Jira");
+
+    // With Retry-After, the connector takes Jira's number of seconds as it is (a fresh
+    // host: its limiter has not seen the earlier reset).
     sim.set_retry_after(true);
-    let err = host
+    let fresh = demo_host(&sim);
+    let err = fresh
         .verify("jira", &subject(RAVI), &entitlement("OPS/Viewers"))
         .await
         .result

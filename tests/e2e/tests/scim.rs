@@ -227,10 +227,20 @@ async fn rate_limits_are_reported_with_the_wait() {
         "{err:?}"
     );
     assert!(sim.members(&group).is_empty());
-    // Once the budget allows, the same grant goes through.
+    // This host now holds requests to the server until the wait ends (it never sends one
+    // the server said not to); a host that has not seen the wait goes through once the
+    // budget allows.
+    let held = host.grant("scim", &action(&user, &group)).await.result;
+    assert!(
+        held.as_ref()
+            .is_err_and(|e| e.to_string().contains("held back by the host")),
+        "{held:?}"
+    );
     sim.set_request_budget(None, 0);
+    let fresh = scim_host(&sim.base_url(), &[]);
     assert_eq!(
-        host.grant("scim", &action(&user, &group))
+        fresh
+            .grant("scim", &action(&user, &group))
             .await
             .result
             .expect("grant"),

@@ -202,8 +202,21 @@ async fn a_429_with_retry_after_is_rate_limited_with_that_wait() {
             .contains(&CAROL.to_owned())
     );
 
+    // This host holds further requests until Slack's wait ends (a long wait fails the
+    // call at once, a short one is waited out and Slack, still limiting, answers 429
+    // again); either way the call fails retryably. A host that has not seen the wait goes
+    // through once Slack allows it.
+    let held = host
+        .grant("slack", &action(CAROL, "channel", SLACK_DEMO_CHANNEL))
+        .await;
+    assert!(
+        held.result.as_ref().is_err_and(|e| e.is_retryable()),
+        "{:?}",
+        held.result
+    );
     sim.clear_rate_limits();
-    let retried = host
+    let (fresh, _audit) = slack_host(&sim, SLACK_DEMO_TOKEN);
+    let retried = fresh
         .grant("slack", &action(CAROL, "channel", SLACK_DEMO_CHANNEL))
         .await;
     assert_eq!(retried.result, Ok(GrantOutcome::Granted));

@@ -6,6 +6,8 @@
 //! - [`Server`] (`server.rs`): what every simulator shares — bind 127.0.0.1 on an
 //!   ephemeral port, serve an axum router on the current tokio runtime, record every
 //!   request (never its credentials), shut down gracefully when dropped.
+//! - [`faults`]: fault injection a test turns on per simulator (resets, slow answers,
+//!   vendor-shaped 5xx and rate limits, an enforced rate; writes dropped or lagging).
 //! - [`github`]: the GitHub REST API (collaborators, invitations, paging, rate limits).
 //!
 //! A simulator must be faithful where a connector could tell the difference: paths,
@@ -24,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod faults;
 pub mod gdrive;
 pub mod github;
 mod http;
@@ -34,6 +37,7 @@ pub mod scim;
 mod server;
 pub mod slack;
 
+pub use faults::{FaultResponses, Faults};
 pub use gdrive::{DriveSimulator, GDRIVE_DEMO_TOKEN, gdrive_demo};
 pub use github::{GITHUB_DEMO_TOKEN, GithubSimulator, github_demo};
 pub use jira::{JIRA_DEMO_EMAIL, JIRA_DEMO_TOKEN, JiraSimulator, jira_demo};

@@ -1,5 +1,6 @@
 //! The HTTP server every simulator runs on: 127.0.0.1, an ephemeral port, the caller's
-//! tokio runtime, a request log, graceful shutdown on drop.
+//! tokio runtime, a request log, graceful shutdown on drop, and optionally the transport
+//! faults of a [`Faults`] (see `faults.rs` for their order).
 //!
 //! Must never: record a credential (only whether an `Authorization` header was present),
 //! or block the runtime.
@@ -7,15 +8,21 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
+
+use crate::faults::{Action, FaultResponses, Faults, Verdict};
 
 /// The most requests a log keeps; older ones are dropped first, so a long benchmark
 /// against a simulator does not grow without bound.
@@ -28,7 +35,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// Path with the query string, e.g. `/repos/acme/api/collaborators?per_page=100`.
     pub path: String,
-    /// The status code answered.
+    /// The status code answered; `0` when an injected fault closed the connection
+    /// instead ([`Faults::reset_connections`]).
     pub status: u16,
     /// Whether an `Authorization` header was present (its value is never kept).
     pub had_authorization: bool,
@@ -70,11 +78,38 @@ impl Server {
     /// this server's base URL (simulators put absolute URLs in bodies and `Link`
     /// headers). Must be called within a tokio runtime; the server runs as a task on it.
     pub async fn start(app: impl FnOnce(&str) -> Router) -> std::io::Result<Self> {
+        Self::serve(app, None).await
+    }
+
+    /// [`Self::start`] with `faults` applied to every request before the simulator sees
+    /// it (a middleware in front of the router; every request is recorded in the log
+    /// with the status it was answered, faults included). `responses` phrases the
+    /// vendor's 5xx and rate-limit answers.
+    pub async fn start_with_faults(
+        faults: Faults,
+        responses: impl FaultResponses,
+        app: impl FnOnce(&str) -> Router,
+    ) -> std::io::Result<Self> {
+        let injector = Injector {
+            faults,
+            responses: Arc::new(responses),
+        };
+        Self::serve(app, Some(injector)).await
+    }
+
+    async fn serve(
+        app: impl FnOnce(&str) -> Router,
+        injector: Option<Injector>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let log = RequestLog::default();
-        let router = app(&format!("http://{addr}"))
-            .layer(middleware::from_fn_with_state(log.clone(), record));
+        let mut router = app(&format!("http://{addr}"));
+        if let Some(injector) = injector {
+            router = router.layer(middleware::from_fn_with_state(injector, inject));
+        }
+        // Added last, so it runs first: the log sees fault answers too.
+        let router = router.layer(middleware::from_fn_with_state(log.clone(), record));
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async {
@@ -133,12 +168,65 @@ async fn record(State(log): State<RequestLog>, request: Request, next: Next) -> 
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let response = next.run(request).await;
+    let status = if response.extensions().get::<Aborted>().is_some() {
+        0
+    } else {
+        response.status().as_u16()
+    };
     log.push(RecordedRequest {
         method,
         path,
-        status: response.status().as_u16(),
+        status,
         had_authorization,
         user_agent,
     });
     response
+}
+
+#[derive(Clone)]
+struct Injector {
+    faults: Faults,
+    responses: Arc<dyn FaultResponses>,
+}
+
+/// The transport faults, in the order `faults.rs` documents.
+async fn inject(State(injector): State<Injector>, request: Request, next: Next) -> Response {
+    let (delay, action) = match injector.faults.decide(Instant::now()) {
+        Verdict::Reset => {
+            let mut response = Response::new(Body::new(Aborted));
+            response.extensions_mut().insert(Aborted);
+            return response;
+        }
+        Verdict::Answer { delay, action } => (delay, action),
+    };
+    let response = match action {
+        Action::Pass => next.run(request).await,
+        Action::ServerError => injector.responses.server_error(),
+        Action::RateLimited(retry_after) => injector.responses.rate_limited(retry_after),
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// A response body that fails at its first poll: hyper then closes the connection
+/// without having sent a complete response (the head is still in its buffer), so the
+/// client sees a connection error. Also the response extension that tells the log so.
+#[derive(Debug, Clone, Copy)]
+struct Aborted;
+
+impl HttpBody for Aborted {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by fault injection",
+        ))))
+    }
 }

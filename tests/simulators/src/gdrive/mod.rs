@@ -33,8 +33,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::faults::Faults;
 use crate::server::{RecordedRequest, Server};
-use routes::Shared;
+use routes::{DriveFaults, Shared};
 pub use state::Throttle;
 use state::{Role, World};
 
@@ -60,6 +61,7 @@ pub const GDRIVE_DEMO_USERS: [&str; 3] = [
 pub struct DriveSimulator {
     server: Arc<Server>,
     world: Shared,
+    faults: Faults,
 }
 
 impl fmt::Debug for DriveSimulator {
@@ -89,13 +91,33 @@ impl DriveSimulator {
         world
             .tokens
             .insert(GDRIVE_DEMO_TOKEN.into(), GDRIVE_ADMIN.into());
+        let faults = Faults::new();
+        world.faults = faults.clone();
         let world: Shared = Arc::new(Mutex::new(world));
         let served = Arc::clone(&world);
-        let server = Server::start(move |_| routes::router(served)).await?;
+        let responses = DriveFaults(Arc::clone(&world));
+        let server =
+            Server::start_with_faults(faults.clone(), responses, move |_| routes::router(served))
+                .await?;
         Ok(Self {
             server: Arc::new(server),
             world,
+            faults,
         })
+    }
+
+    /// The faults injected into this simulator: rate-limit storms (Google's error
+    /// envelope in the [`Throttle`] form of [`Self::set_request_budget`], 403
+    /// `userRateLimitExceeded` by default; `Retry-After` only when given), 503
+    /// `backendError`, and dropped or lagged permission writes (create, update, delete).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// The [`Throttle`] form of rate-limit answers (budget and fault storms alike),
+    /// without changing the budget.
+    pub fn set_throttle(&self, throttle: Throttle) {
+        self.world.lock().throttle = throttle;
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -17,10 +18,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use crate::faults::{FaultResponses, retry_after_secs};
 use crate::http;
 
 use super::fields::Selector;
-use super::state::{DriveError, Permission, Role, Throttle, World};
+use super::state::{DriveError, Later, Permission, Role, Throttle, World};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -32,7 +34,7 @@ pub fn router(world: Shared) -> Router {
     Router::new().fallback(handle).with_state(world)
 }
 
-async fn handle(State(world): State<Shared>, request: Request) -> Response {
+async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(body) = to_bytes(body, MAX_BODY).await else {
         return error(&DriveError::new(
@@ -51,7 +53,7 @@ async fn handle(State(world): State<Shared>, request: Request) -> Response {
     let query: HashMap<String, String> = http::query_pairs(parts.uri.query()).into_iter().collect();
     let segments = http::path_segments(parts.uri.path());
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let mut world = world.lock();
+    let mut world = shared.lock();
     let Some(caller) = token.and_then(|t| world.tokens.get(t)).cloned() else {
         return unauthenticated(token.is_some());
     };
@@ -66,7 +68,9 @@ async fn handle(State(world): State<Shared>, request: Request) -> Response {
         &query,
         &body,
     );
+    let later = std::mem::take(&mut world.later);
     drop(world);
+    schedule(&shared, later);
     match result {
         Ok(None) => {
             let mut response = Response::new(Body::empty());
@@ -87,6 +91,41 @@ async fn handle(State(world): State<Shared>, request: Request) -> Response {
             json_response(StatusCode::OK, &value)
         }
         Err(e) => error(&e),
+    }
+}
+
+/// Applies lagged writes once their lag has passed, each on its own task.
+fn schedule(shared: &Shared, later: Vec<Later>) {
+    for Later { lag, apply } in later {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            apply(&mut shared.lock());
+        });
+    }
+}
+
+/// Drive's answers for injected faults (see [`crate::faults`]).
+pub struct DriveFaults(pub Shared);
+
+impl FaultResponses for DriveFaults {
+    /// The rate-limit error in the simulator's [`Throttle`] form (as an exhausted budget
+    /// answers); Drive sends no `Retry-After`, so one appears only when given.
+    fn rate_limited(&self, retry_after: Option<Duration>) -> Response {
+        let throttle = self.0.lock().throttle;
+        let mut response = throttled(throttle);
+        if let Some(value) = retry_after
+            .map(|wait| retry_after_secs(wait).to_string())
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+
+    /// 503 `backendError`.
+    fn server_error(&self) -> Response {
+        error(&DriveError::new(503, "backendError", "Backend Error"))
     }
 }
 
@@ -156,14 +195,33 @@ fn route(
             })?;
             let role = role(&body)?;
             let transfer = query.get("transferOwnership").is_some_and(|v| v == "true");
-            let permission = world.create(caller, id, kind, email, role, transfer)?;
-            if query
+            let notify = query
                 .get("sendNotificationEmail")
-                .is_none_or(|v| v != "false")
-            {
+                .is_none_or(|v| v != "false");
+            let snapshot = world.snapshot(id);
+            let permission = world.create(caller, id, kind, email, role, transfer)?;
+            if notify {
                 world.notified.push(permission.email.clone());
             }
-            Ok(Some(permission_json(world, &permission)))
+            let answer = permission_json(world, &permission);
+            let (caller, file, kind, email) = (
+                caller.to_owned(),
+                (*id).to_owned(),
+                kind.to_owned(),
+                email.to_owned(),
+            );
+            world.write_faults(
+                snapshot.map(|(p, n)| move |w: &mut World| w.restore(id, p, n)),
+                move |w| {
+                    // Re-run against the file as it is then; a refusal changes nothing.
+                    if let Ok(p) = w.create(&caller, &file, &kind, &email, role, transfer)
+                        && notify
+                    {
+                        w.notified.push(p.email);
+                    }
+                },
+            );
+            Ok(Some(answer))
         }
         ("GET", ["drive", "v3", "files", id, "permissions", pid]) => {
             world.role_of(caller, id)?;
@@ -183,11 +241,29 @@ fn route(
         }
         ("PATCH", ["drive", "v3", "files", id, "permissions", pid]) => {
             let role = role(&parse_body(body)?)?;
+            let snapshot = world.snapshot(id);
             let permission = world.update(caller, id, pid, role)?;
-            Ok(Some(permission_json(world, &permission)))
+            let answer = permission_json(world, &permission);
+            let (caller, file, pid) = (caller.to_owned(), (*id).to_owned(), (*pid).to_owned());
+            world.write_faults(
+                snapshot.map(|(p, n)| move |w: &mut World| w.restore(id, p, n)),
+                move |w| {
+                    let _ = w.update(&caller, &file, &pid, role);
+                },
+            );
+            Ok(Some(answer))
         }
         ("DELETE", ["drive", "v3", "files", id, "permissions", pid]) => {
-            world.delete(caller, id, pid).map(|()| None)
+            let snapshot = world.snapshot(id);
+            world.delete(caller, id, pid)?;
+            let (caller, file, pid) = (caller.to_owned(), (*id).to_owned(), (*pid).to_owned());
+            world.write_faults(
+                snapshot.map(|(p, n)| move |w: &mut World| w.restore(id, p, n)),
+                move |w| {
+                    let _ = w.delete(&caller, &file, &pid);
+                },
+            );
+            Ok(None)
         }
         _ => Err(DriveError::new(404, "notFound", "Not Found")),
     }

@@ -6,6 +6,10 @@
 //! `permissionId`), a 20-digit number.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use crate::faults::Faults;
 
 /// A permission role, lowest to highest; `Owner` only through seeding or
 /// `transferOwnership`.
@@ -118,9 +122,71 @@ pub struct World {
     pub throttle: Throttle,
     /// Lower-cased e-mails Drive would have sent a sharing notification to.
     pub notified: Vec<String>,
+    /// The simulator's injected faults; writes consult the write faults.
+    pub faults: Faults,
+    /// Lagged writes the HTTP layer schedules once it lets go of the lock.
+    pub later: Vec<Later>,
+}
+
+/// A write that has been answered and applies after `lag` (a lagged-write fault).
+pub struct Later {
+    pub lag: Duration,
+    pub apply: Box<dyn FnOnce(&mut World) + Send>,
+}
+
+impl fmt::Debug for Later {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Later")
+            .field("lag", &self.lag)
+            .finish_non_exhaustive()
+    }
 }
 
 impl World {
+    /// Passes a write that has just succeeded (and whose answer is already built)
+    /// through the write faults. Dropped: `undo` runs now, so the answer says success
+    /// and nothing changed. Lagged: `undo` runs now and `redo` after the lag. Otherwise
+    /// the write stands. `undo` is `None` when no write fault was pending as the write
+    /// began (see [`Faults::write_faults_pending`]); the write then stands too.
+    pub fn write_faults(
+        &mut self,
+        undo: Option<impl FnOnce(&mut Self)>,
+        redo: impl FnOnce(&mut Self) + Send + 'static,
+    ) {
+        let Some(undo) = undo else {
+            return;
+        };
+        if self.faults.take_dropped_write() {
+            undo(self);
+        } else if let Some(lag) = self.faults.write_lag() {
+            undo(self);
+            self.later.push(Later {
+                lag,
+                apply: Box::new(redo),
+            });
+        }
+    }
+
+    /// Puts back `file`'s permissions and the notifications sent (undoing a write).
+    pub fn restore(&mut self, file: &str, permissions: Vec<Permission>, notified: usize) {
+        if let Some(f) = self.files.get_mut(file) {
+            f.permissions = permissions;
+        }
+        self.notified.truncate(notified);
+    }
+
+    /// What [`Self::restore`] needs, taken only when a write fault is pending.
+    pub fn snapshot(&self, file: &str) -> Option<(Vec<Permission>, usize)> {
+        self.faults.write_faults_pending().then(|| {
+            let permissions = self
+                .files
+                .get(file)
+                .map(|f| f.permissions.clone())
+                .unwrap_or_default();
+            (permissions, self.notified.len())
+        })
+    }
+
     /// The stable permission id of `email` (lower-cased).
     pub fn permission_id(&mut self, email: &str) -> String {
         let next = 10_000_000_000_000_000_000u128 + self.permission_ids.len() as u128 * 7_919;

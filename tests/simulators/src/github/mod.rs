@@ -23,6 +23,12 @@
 //! with one window for all unauthenticated callers (60 requests).
 //! `DELETE .../collaborators/{u}` does not cancel invitations unless
 //! [`GithubSimulator::set_remove_cancels_invitations`] says so (see `routes.rs`).
+//!
+//! Faults ([`GithubSimulator::faults`]): rate-limit answers are the secondary limit (429,
+//! `retry-after` in seconds) when a wait is given, else the primary limit's 403 with
+//! `x-ratelimit-remaining: 0` and `x-ratelimit-reset` one second ahead (its message names
+//! no real user id); 5xx alternate 502 and 503 with a JSON `message`. Every write
+//! (`PUT`/`PATCH`/`DELETE`) that would succeed can be dropped or lagged.
 
 mod json;
 mod paging;
@@ -34,8 +40,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::faults::Faults;
 use crate::server::{RecordedRequest, Server};
-use routes::Shared;
+use routes::{GithubFaults, Shared};
 use state::{Role, World};
 
 /// The token [`github_demo`] creates, acting as [`GITHUB_DEMO_BOT`].
@@ -57,6 +64,7 @@ pub const GITHUB_DEMO_USERS: [&str; 3] = ["octocat", "hubot", "monalisa"];
 pub struct GithubSimulator {
     server: Arc<Server>,
     world: Shared,
+    faults: Faults,
 }
 
 impl fmt::Debug for GithubSimulator {
@@ -88,16 +96,25 @@ impl GithubSimulator {
     /// An empty simulator on 127.0.0.1 and an ephemeral port. Needs a tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
         let world: Shared = Arc::new(Mutex::new(World::new("")));
+        let faults = Faults::new();
         let served = Arc::clone(&world);
-        let server = Server::start(move |base_url| {
+        let served_faults = faults.clone();
+        let responses = GithubFaults::new(Arc::clone(&world));
+        let server = Server::start_with_faults(faults.clone(), responses, move |base_url| {
             served.lock().base_url = base_url.to_owned();
-            routes::router(served)
+            routes::router(served, served_faults)
         })
         .await?;
         Ok(Self {
             server: Arc::new(server),
             world,
+            faults,
         })
+    }
+
+    /// The faults this simulator injects (none until a test turns some on).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.

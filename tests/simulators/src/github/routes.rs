@@ -10,6 +10,7 @@
 //! Must never: echo or store a token, or hold the world lock across an `.await`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
@@ -19,6 +20,7 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use crate::faults::{FaultResponses, Faults, retry_after_secs};
 use crate::http;
 
 use super::json;
@@ -37,6 +39,8 @@ mod docs {
     pub const REST: &str = "https://docs.github.com/rest";
     pub const RATE_LIMITS: &str =
         "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api";
+    pub const PRIMARY_RATE_LIMITS: &str = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits";
+    pub const SECONDARY_RATE_LIMITS: &str = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits";
     pub const AUTHENTICATED_USER: &str =
         "https://docs.github.com/rest/users/users#get-the-authenticated-user";
     pub const GET_USER: &str = "https://docs.github.com/rest/users/users#get-a-user";
@@ -64,8 +68,105 @@ mod docs {
         "https://docs.github.com/rest/collaborators/invitations#decline-a-repository-invitation";
 }
 
-pub fn router(world: Shared) -> Router {
-    Router::new().fallback(handle).with_state(world)
+pub fn router(world: Shared, faults: Faults) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(Ctx { world, faults })
+}
+
+/// The router's state.
+#[derive(Clone)]
+struct Ctx {
+    world: Shared,
+    faults: Faults,
+}
+
+/// GitHub's rate-limit and 5xx answers, for fault injection.
+pub struct GithubFaults {
+    world: Shared,
+    /// Server errors so far: they alternate 502 and 503.
+    errors: std::sync::atomic::AtomicU64,
+}
+
+impl GithubFaults {
+    pub fn new(world: Shared) -> Self {
+        Self {
+            world,
+            errors: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn answer(&self, status: StatusCode, value: Value) -> Response {
+        let request_id = self.world.lock().request_id();
+        let mut response = plain(status, Payload::Json(value));
+        set(&mut response, "x-github-request-id", &request_id);
+        response
+    }
+}
+
+impl FaultResponses for GithubFaults {
+    /// With a wait: the secondary rate limit (429 + `retry-after`). Without: the primary
+    /// limit's 403 with the budget exhausted and its reset one second ahead.
+    fn rate_limited(&self, retry_after: Option<Duration>) -> Response {
+        match retry_after {
+            Some(wait) => {
+                let request_id = self.world.lock().request_id();
+                let message = format!(
+                    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID {request_id}."
+                );
+                let mut response = plain(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Payload::Json(json!({
+                        "message": message,
+                        "documentation_url": docs::SECONDARY_RATE_LIMITS,
+                        "status": "429",
+                    })),
+                );
+                set(&mut response, "x-github-request-id", &request_id);
+                set(
+                    &mut response,
+                    "retry-after",
+                    &retry_after_secs(wait).to_string(),
+                );
+                response
+            }
+            None => {
+                let (limit, reset) = {
+                    let world = self.world.lock();
+                    (world.rate_limit, super::state::now_secs() + 1)
+                };
+                let mut response = self.answer(
+                    StatusCode::FORBIDDEN,
+                    json!({
+                        "message": "API rate limit exceeded for user ID 1.",
+                        "documentation_url": docs::PRIMARY_RATE_LIMITS,
+                        "status": "403",
+                    }),
+                );
+                set(&mut response, "x-ratelimit-limit", &limit.to_string());
+                set(&mut response, "x-ratelimit-remaining", "0");
+                set(&mut response, "x-ratelimit-used", &limit.to_string());
+                set(&mut response, "x-ratelimit-reset", &reset.to_string());
+                set(&mut response, "x-ratelimit-resource", "core");
+                response
+            }
+        }
+    }
+
+    fn server_error(&self) -> Response {
+        let n = self
+            .errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (status, message) = if n.is_multiple_of(2) {
+            (StatusCode::BAD_GATEWAY, "Server Error")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+        };
+        self.answer(
+            status,
+            json!({ "message": message, "documentation_url": docs::REST, "status": status.as_str() }),
+        )
+    }
 }
 
 enum Payload {
@@ -147,6 +248,7 @@ impl Reply {
 }
 
 /// Who is calling.
+#[derive(Clone)]
 enum Caller {
     Anonymous,
     User {
@@ -196,13 +298,13 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, ()> {
     }
 }
 
-async fn handle(State(world): State<Shared>, request: Request) -> Response {
+async fn handle(State(ctx): State<Ctx>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY).await;
-    let mut world = world.lock();
+    let mut world = ctx.world.lock();
     let request_id = world.request_id();
     let mut response = match body {
-        Ok(body) => respond(&mut world, &parts, &body),
+        Ok(body) => respond(&mut world, &ctx, &parts, &body),
         Err(_) => plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             Payload::Text("Request body too large"),
@@ -236,7 +338,12 @@ fn set(response: &mut Response, name: &'static str, value: &str) {
     }
 }
 
-fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) -> Response {
+fn respond(
+    world: &mut World,
+    ctx: &Ctx,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+) -> Response {
     // The edge refuses requests without a User-Agent before the API sees them: plain
     // text, no rate-limit headers, nothing counted.
     if !parts.headers.contains_key(header::USER_AGENT) {
@@ -282,7 +389,18 @@ fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) 
             rate_limit(world, &bucket)
         } else {
             let query = Query::parse(parts.uri.query());
-            route(world, &caller, method, &segments, &query, body)
+            if method != "GET" && ctx.faults.write_faults_pending() {
+                let write = Write {
+                    caller: caller.clone(),
+                    method: method.to_owned(),
+                    segments: segments.iter().map(|s| (*s).to_owned()).collect(),
+                    query: parts.uri.query().map(str::to_owned),
+                    body: body.clone(),
+                };
+                write_with_faults(world, ctx, write)
+            } else {
+                route(world, &caller, method, &segments, &query, body)
+            }
         }
     };
 
@@ -323,6 +441,56 @@ fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) 
         );
     }
     response
+}
+
+/// A write request, owned so that a lagging write can be applied later.
+struct Write {
+    caller: Caller,
+    method: String,
+    segments: Vec<String>,
+    query: Option<String>,
+    body: Bytes,
+}
+
+impl Write {
+    fn apply(&self, world: &mut World) -> Reply {
+        let segments: Vec<&str> = self.segments.iter().map(String::as_str).collect();
+        let query = Query::parse(self.query.as_deref());
+        route(
+            world,
+            &self.caller,
+            &self.method,
+            &segments,
+            &query,
+            &self.body,
+        )
+    }
+}
+
+/// A write (every non-`GET` route) while write faults are pending: it is answered as it
+/// would be, from a copy of the world; if it succeeds it is then dropped (the copy is
+/// discarded), lagged (re-run on the world `lag` later, against the state as it is then),
+/// or applied (the copy becomes the world). A refused write is answered by the world
+/// itself and uses no fault up.
+fn write_with_faults(world: &mut World, ctx: &Ctx, write: Write) -> Reply {
+    let mut copy = world.clone();
+    let reply = write.apply(&mut copy);
+    if !reply.status.is_success() {
+        return write.apply(world);
+    }
+    if ctx.faults.take_dropped_write() {
+        return reply;
+    }
+    if let Some(lag) = ctx.faults.write_lag() {
+        let shared = Arc::clone(&ctx.world);
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            let _late = write.apply(&mut shared.lock());
+        });
+        return reply;
+    }
+    *world = copy;
+    reply
 }
 
 /// `x-accepted-oauth-scopes`: the scopes that would have let the request through.

@@ -132,7 +132,7 @@ pub const DEFAULT_RATE_LIMIT: u32 = 5000;
 /// GitHub's budget for unauthenticated requests (per IP; here: all of them).
 pub const ANONYMOUS_RATE_LIMIT: u32 = 60;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct World {
     pub base_url: String,
     next_account_id: u64,

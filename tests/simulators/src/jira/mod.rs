@@ -33,8 +33,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::faults::Faults;
 use crate::server::{RecordedRequest, Server};
-use routes::Shared;
+use routes::{JiraFaults, Shared};
 use state::{Actor, World};
 
 /// The demo's API caller: e-mail and API token, acting as [`JIRA_DEMO_ADMIN`].
@@ -57,6 +58,7 @@ pub const JIRA_DEMO_ROLES: [&str; 3] = ["Administrators", "Developers", "Viewers
 pub struct JiraSimulator {
     server: Arc<Server>,
     world: Shared,
+    faults: Faults,
 }
 
 impl fmt::Debug for JiraSimulator {
@@ -94,9 +96,13 @@ pub async fn jira_demo() -> std::io::Result<JiraSimulator> {
 impl JiraSimulator {
     /// An empty site on 127.0.0.1 and an ephemeral port. Needs a tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
-        let world: Shared = Arc::new(Mutex::new(World::new("")));
+        let faults = Faults::new();
+        let mut world = World::new("");
+        world.faults = faults.clone();
+        let world: Shared = Arc::new(Mutex::new(world));
         let served = Arc::clone(&world);
-        let server = Server::start(move |base_url| {
+        let responses = JiraFaults(Arc::clone(&world));
+        let server = Server::start_with_faults(faults.clone(), responses, move |base_url| {
             served.lock().base_url = base_url.to_owned();
             routes::router(served)
         })
@@ -104,7 +110,16 @@ impl JiraSimulator {
         Ok(Self {
             server: Arc::new(server),
             world,
+            faults,
         })
+    }
+
+    /// The faults injected into this simulator: rate-limit storms (429 with
+    /// `Retry-After` when given, `X-RateLimit-Remaining: 0` and an `X-RateLimit-Reset`
+    /// rounded up to the minute), 503s, and dropped or lagged role-actor writes (`POST`
+    /// and `DELETE .../role/{id}`).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     pub fn base_url(&self) -> String {

@@ -4,6 +4,7 @@
 //! Must never: echo or store a credential, or hold the world lock across an `.await`.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
@@ -15,9 +16,10 @@ use base64::engine::general_purpose::STANDARD;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use crate::faults::{FaultResponses, retry_after_secs};
 use crate::http::{self, query_value};
 
-use super::state::{Actor, ActorError, World, now_secs};
+use super::state::{Actor, ActorError, Later, World, now_secs};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -56,14 +58,77 @@ impl Reply {
     }
 }
 
-async fn handle(State(world): State<Shared>, request: Request) -> Response {
+async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY).await.unwrap_or_default();
-    let mut world = world.lock();
+    let mut world = shared.lock();
     let request_id = world.request_id();
     let mut response = respond(&mut world, &parts, &body);
+    let later = std::mem::take(&mut world.later);
     drop(world);
+    schedule(&shared, later);
     set(&mut response, "x-arequestid", &request_id);
+    response
+}
+
+/// Applies lagged writes once their lag has passed, each on its own task.
+fn schedule(shared: &Shared, later: Vec<Later>) {
+    for Later { lag, apply } in later {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            apply(&mut shared.lock());
+        });
+    }
+}
+
+/// Jira's answers for injected faults (see [`crate::faults`]).
+pub struct JiraFaults(pub Shared);
+
+impl FaultResponses for JiraFaults {
+    fn rate_limited(&self, retry_after: Option<Duration>) -> Response {
+        let mut world = self.0.lock();
+        let reset = epoch_after(retry_after.unwrap_or(Duration::from_secs(60)));
+        // The reset has minute precision; round up so it never comes before the wait ends.
+        let reset = reset.div_ceil(60) * 60;
+        let mut response = rate_limited(world.rate_limit, reset, retry_after.map(retry_after_secs));
+        set(&mut response, "x-arequestid", &world.request_id());
+        response
+    }
+
+    fn server_error(&self) -> Response {
+        let mut response = build(Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is temporarily unavailable. Please try again later.",
+        ));
+        set(&mut response, "x-arequestid", &self.0.lock().request_id());
+        response
+    }
+}
+
+/// The epoch second at or after `wait` from now.
+fn epoch_after(wait: Duration) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    retry_after_secs(now + wait)
+}
+
+/// Jira's 429: `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset` at `reset` (epoch
+/// seconds, shown to the minute), `RateLimit-Reason`, and `Retry-After` (seconds) when
+/// given.
+fn rate_limited(limit: u32, reset: u64, retry_after: Option<u64>) -> Response {
+    let mut response = build(Reply::error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Rate limit exceeded.",
+    ));
+    set(&mut response, "x-ratelimit-limit", &limit.to_string());
+    set(&mut response, "x-ratelimit-remaining", "0");
+    set(&mut response, "x-ratelimit-reset", &iso_minutes(reset));
+    set(&mut response, "ratelimit-reason", "jira-burst-based");
+    if let Some(secs) = retry_after {
+        set(&mut response, "retry-after", &secs.to_string());
+    }
     response
 }
 
@@ -116,22 +181,10 @@ fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) 
     let window = match world.spend(now) {
         Ok(window) => window,
         Err(reset) => {
-            let mut response = build(Reply::error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit exceeded.",
-            ));
-            set(&mut response, "x-ratelimit-limit", &limit.to_string());
-            set(&mut response, "x-ratelimit-remaining", "0");
-            set(&mut response, "x-ratelimit-reset", &iso_minutes(reset));
-            set(&mut response, "ratelimit-reason", "jira-burst-based");
-            if world.send_retry_after {
-                set(
-                    &mut response,
-                    "retry-after",
-                    &reset.saturating_sub(now).max(1).to_string(),
-                );
-            }
-            return response;
+            let retry_after = world
+                .send_retry_after
+                .then(|| reset.saturating_sub(now).max(1));
+            return rate_limited(limit, reset, retry_after);
         }
     };
     let reply = match caller(world, &parts.headers) {
@@ -278,8 +331,26 @@ fn role_endpoint(
                     "You must specify at least one user or group to add to the project role.",
                 );
             }
+            let before = world
+                .faults
+                .write_faults_pending()
+                .then(|| world.actors(key, id).cloned().unwrap_or_default());
             match world.add_users(key, id, &ids) {
-                Ok(()) => Reply::ok(role_json(world, given_key, key, id)),
+                Ok(()) => {
+                    let reply = Reply::ok(role_json(world, given_key, key, id));
+                    let later_key = key.to_owned();
+                    world.write_faults(
+                        before.map(|before| move |w: &mut World| w.set_actors(key, id, before)),
+                        move |w| {
+                            let key = later_key;
+                            // Whoever was added meanwhile stays; the rest are added.
+                            for user in &ids {
+                                let _ = w.add_users(&key, id, std::slice::from_ref(user));
+                            }
+                        },
+                    );
+                    reply
+                }
                 Err(ActorError::AlreadyMember(name)) => Reply::error(
                     StatusCode::BAD_REQUEST,
                     &format!("User '{name}' is already a member of the project role."),
@@ -299,8 +370,23 @@ fn role_endpoint(
                     "You must specify a user or a group to remove from the project role.",
                 );
             };
+            let before = world
+                .faults
+                .write_faults_pending()
+                .then(|| world.actors(key, id).cloned().unwrap_or_default());
             match world.remove_user(key, id, user) {
-                Ok(()) => Reply::no_content(),
+                Ok(()) => {
+                    let (later_key, user) = (key.to_owned(), user.to_owned());
+                    world.write_faults(
+                        before.map(|before| move |w: &mut World| w.set_actors(key, id, before)),
+                        move |w| {
+                            let key = later_key;
+                            // Already gone is fine: the removal's effect is the same.
+                            let _ = w.remove_user(&key, id, &user);
+                        },
+                    );
+                    Reply::no_content()
+                }
                 Err(_) => Reply::error(
                     StatusCode::NOT_FOUND,
                     &format!(

@@ -29,8 +29,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::faults::Faults;
 use crate::server::{RecordedRequest, Server};
-use routes::Shared;
+use routes::{OktaFaults, Shared};
 pub use state::GroupType;
 use state::World;
 
@@ -53,6 +54,7 @@ pub const OKTA_DEMO_EVERYONE: &str = "00g0everyone00000000";
 pub struct OktaSimulator {
     server: Arc<Server>,
     world: Shared,
+    faults: Faults,
 }
 
 impl fmt::Debug for OktaSimulator {
@@ -83,9 +85,13 @@ pub async fn okta_demo() -> std::io::Result<OktaSimulator> {
 impl OktaSimulator {
     /// An empty org on 127.0.0.1 and an ephemeral port. Needs a tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
-        let world: Shared = Arc::new(Mutex::new(World::new("")));
+        let faults = Faults::new();
+        let mut world = World::new("");
+        world.faults = faults.clone();
+        let world: Shared = Arc::new(Mutex::new(world));
         let served = Arc::clone(&world);
-        let server = Server::start(move |base_url| {
+        let responses = OktaFaults(Arc::clone(&world));
+        let server = Server::start_with_faults(faults.clone(), responses, move |base_url| {
             served.lock().base_url = base_url.to_owned();
             routes::router(served)
         })
@@ -93,7 +99,16 @@ impl OktaSimulator {
         Ok(Self {
             server: Arc::new(server),
             world,
+            faults,
         })
+    }
+
+    /// The faults injected into this simulator: rate-limit storms (429 E0000047 with
+    /// `X-Rate-Limit-Remaining: 0`, an epoch `X-Rate-Limit-Reset`, and `Retry-After`
+    /// only when given), 500 E0000009, and dropped or lagged membership writes (`PUT`
+    /// and `DELETE /api/v1/groups/{g}/users/{u}`).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     pub fn base_url(&self) -> String {

@@ -5,6 +5,7 @@
 //! Must never: echo or store a token, or hold the world lock across an `.await`.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -14,9 +15,10 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use crate::faults::{FaultResponses, retry_after_secs};
 use crate::http::{self, query_value};
 
-use super::state::{Group, GroupType, User, World, WriteError, now_secs};
+use super::state::{Group, GroupType, Later, User, World, WriteError, now_secs};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -72,10 +74,101 @@ fn not_found(world: &mut World, id: &str, what: &str) -> Reply {
     )
 }
 
-async fn handle(State(world): State<Shared>, request: Request) -> Response {
-    let mut world = world.lock();
+async fn handle(State(shared): State<Shared>, request: Request) -> Response {
+    let mut world = shared.lock();
     let response = respond(&mut world, &request);
+    let later = std::mem::take(&mut world.later);
     drop(world);
+    schedule(&shared, later);
+    response
+}
+
+/// Applies lagged writes once their lag has passed, each on its own task.
+fn schedule(shared: &Shared, later: Vec<Later>) {
+    for Later { lag, apply } in later {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            apply(&mut shared.lock());
+        });
+    }
+}
+
+/// Okta's answers for injected faults (see [`crate::faults`]).
+pub struct OktaFaults(pub Shared);
+
+impl FaultResponses for OktaFaults {
+    /// 429 E0000047 with `X-Rate-Limit-Remaining: 0` and `X-Rate-Limit-Reset` (epoch
+    /// seconds) at the end of the wait (a minute when none is given); `Retry-After`
+    /// only when given, as Okta itself documents only the reset header.
+    fn rate_limited(&self, retry_after: Option<Duration>) -> Response {
+        let mut world = self.0.lock();
+        let reply = rate_limited(&mut world);
+        let mut response = render(reply);
+        let reset = epoch_after(retry_after.unwrap_or(Duration::from_secs(60)));
+        set(
+            &mut response,
+            "x-rate-limit-limit",
+            &world.rate_limit.to_string(),
+        );
+        set(&mut response, "x-rate-limit-remaining", "0");
+        set(&mut response, "x-rate-limit-reset", &reset.to_string());
+        if let Some(wait) = retry_after {
+            set(
+                &mut response,
+                "retry-after",
+                &retry_after_secs(wait).to_string(),
+            );
+        }
+        response
+    }
+
+    fn server_error(&self) -> Response {
+        let mut world = self.0.lock();
+        render(error(
+            &mut world,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "E0000009",
+            "Internal Server Error",
+        ))
+    }
+}
+
+/// The epoch second at or after `wait` from now.
+fn epoch_after(wait: Duration) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    retry_after_secs(now + wait)
+}
+
+/// Okta's 429 body (E0000047); the caller adds the rate-limit headers.
+fn rate_limited(world: &mut World) -> Reply {
+    error(
+        world,
+        StatusCode::TOO_MANY_REQUESTS,
+        "E0000047",
+        "API call exceeded rate limit due to too many requests.",
+    )
+}
+
+/// The body, status and `Link` headers of a reply.
+fn render(reply: Reply) -> Response {
+    let mut response = match reply.body {
+        Some(value) => {
+            let mut r = Response::new(Body::from(serde_json::to_vec(&value).unwrap_or_default()));
+            set(&mut r, "content-type", "application/json");
+            r
+        }
+        None => Response::new(Body::empty()),
+    };
+    *response.status_mut() = reply.status;
+    for link in reply.links {
+        // Okta sends one `Link` header per relation.
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().append("link", value);
+        }
+    }
     response
 }
 
@@ -99,15 +192,7 @@ fn respond(world: &mut World, request: &Request) -> Response {
     let now = now_secs();
     let limit = world.rate_limit;
     let (reply, window) = match world.spend(now) {
-        Err(window) => (
-            error(
-                world,
-                StatusCode::TOO_MANY_REQUESTS,
-                "E0000047",
-                "API call exceeded rate limit due to too many requests.",
-            ),
-            window,
-        ),
+        Err(window) => (rate_limited(world), window),
         Ok(window) => {
             let reply = match caller(world, request.headers()) {
                 None => error(
@@ -126,21 +211,7 @@ fn respond(world: &mut World, request: &Request) -> Response {
             (reply, window)
         }
     };
-    let mut response = match reply.body {
-        Some(value) => {
-            let mut r = Response::new(Body::from(serde_json::to_vec(&value).unwrap_or_default()));
-            set(&mut r, "content-type", "application/json");
-            r
-        }
-        None => Response::new(Body::empty()),
-    };
-    *response.status_mut() = reply.status;
-    for link in reply.links {
-        // Okta sends one `Link` header per relation.
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            response.headers_mut().append("link", value);
-        }
-    }
+    let mut response = render(reply);
     set(&mut response, "x-rate-limit-limit", &limit.to_string());
     set(
         &mut response,
@@ -222,8 +293,29 @@ fn route(
             page(world, members, query, &url, 1000, user_json)
         }
         ("PUT" | "DELETE", ["api", "v1", "groups", group, "users", user]) => {
-            match world.write(group, user, method == "PUT") {
-                Ok(()) => Reply::no_content(),
+            let add = method == "PUT";
+            let before = world
+                .faults
+                .write_faults_pending()
+                .then(|| world.groups.get(*group).cloned());
+            match world.write(group, user, add) {
+                Ok(()) => {
+                    let (group, user) = ((*group).to_owned(), (*user).to_owned());
+                    world.write_faults(
+                        before.map(|before| {
+                            move |w: &mut World| {
+                                if let Some(before) = before {
+                                    w.groups.insert(before.id.clone(), before);
+                                }
+                            }
+                        }),
+                        move |w| {
+                            // Both writes are idempotent; a group deleted meanwhile stays gone.
+                            let _ = w.write(&group, &user, add);
+                        },
+                    );
+                    Reply::no_content()
+                }
                 Err(WriteError::NoGroup) => not_found(world, group, "UserGroup"),
                 Err(WriteError::NoUser) => not_found(world, user, "User"),
                 // Okta refuses writes to app and built-in groups as a permission error.

@@ -2,7 +2,10 @@
 //! admin roles and the rate-limit window. Plain data and Okta's rules; no HTTP here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::faults::Faults;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupType {
@@ -83,6 +86,24 @@ pub struct World {
     pub roles: HashMap<String, Vec<String>>,
     pub rate_limit: u32,
     pub window: Option<Window>,
+    /// The simulator's injected faults; writes consult the write faults.
+    pub faults: Faults,
+    /// Lagged writes the HTTP layer schedules once it lets go of the lock.
+    pub later: Vec<Later>,
+}
+
+/// A write that has been answered and applies after `lag` (a lagged-write fault).
+pub struct Later {
+    pub lag: Duration,
+    pub apply: Box<dyn FnOnce(&mut World) + Send>,
+}
+
+impl fmt::Debug for Later {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Later")
+            .field("lag", &self.lag)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn now_secs() -> u64 {
@@ -106,6 +127,8 @@ impl World {
             roles: HashMap::new(),
             rate_limit: DEFAULT_RATE_LIMIT,
             window: None,
+            faults: Faults::default(),
+            later: Vec::new(),
         }
     }
 
@@ -163,6 +186,30 @@ impl World {
             group.last_membership_updated = now_iso();
         }
         Ok(())
+    }
+
+    /// Passes a write that has just succeeded (and whose answer is already built)
+    /// through the write faults. Dropped: `undo` runs now, so the answer says success
+    /// and nothing changed. Lagged: `undo` runs now and `redo` after the lag. Otherwise
+    /// the write stands. `undo` is `None` when no write fault was pending as the write
+    /// began (see [`Faults::write_faults_pending`]); the write then stands too.
+    pub fn write_faults(
+        &mut self,
+        undo: Option<impl FnOnce(&mut Self)>,
+        redo: impl FnOnce(&mut Self) + Send + 'static,
+    ) {
+        let Some(undo) = undo else {
+            return;
+        };
+        if self.faults.take_dropped_write() {
+            undo(self);
+        } else if let Some(lag) = self.faults.write_lag() {
+            undo(self);
+            self.later.push(Later {
+                lag,
+                apply: Box::new(redo),
+            });
+        }
     }
 
     /// Counts one request; `Err(reset_epoch_secs)` when the window's budget is spent.

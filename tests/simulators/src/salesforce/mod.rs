@@ -34,8 +34,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::faults::Faults;
 use crate::server::{RecordedRequest, Server};
-use routes::Shared;
+use routes::{SalesforceFaults, Shared};
 use state::{PermissionSet, User, World, id18, same_id};
 
 /// The session [`salesforce_demo`] creates, acting as [`SALESFORCE_DEMO_ADMIN`].
@@ -60,6 +61,7 @@ pub const SALESFORCE_DEMO_SETS: [(&str, &str); 3] = [
 pub struct SalesforceSimulator {
     server: Arc<Server>,
     world: Shared,
+    faults: Faults,
 }
 
 impl fmt::Debug for SalesforceSimulator {
@@ -88,13 +90,28 @@ pub async fn salesforce_demo() -> std::io::Result<SalesforceSimulator> {
 impl SalesforceSimulator {
     /// An empty org on 127.0.0.1 and an ephemeral port. Needs a tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
-        let world: Shared = Arc::new(Mutex::new(World::default()));
+        let faults = Faults::new();
+        let mut world = World::default();
+        world.faults = faults.clone();
+        let world: Shared = Arc::new(Mutex::new(world));
         let served = Arc::clone(&world);
-        let server = Server::start(move |_| routes::router(served)).await?;
+        let responses = SalesforceFaults(Arc::clone(&world));
+        let server =
+            Server::start_with_faults(faults.clone(), responses, move |_| routes::router(served))
+                .await?;
         Ok(Self {
             server: Arc::new(server),
             world,
+            faults,
         })
+    }
+
+    /// The faults injected into this org: rate-limit storms (`REQUEST_LIMIT_EXCEEDED`
+    /// with the limit status, 403 by default; `Retry-After` only when given), 503
+    /// `SERVER_UNAVAILABLE`, and dropped or lagged `PermissionSetAssignment` creates and
+    /// deletes.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash (an org's My Domain URL).

@@ -5,6 +5,7 @@
 //! Must never: hold the world lock across an `.await`, or echo a token.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -14,10 +15,11 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use crate::faults::{FaultResponses, retry_after_secs};
 use crate::http;
 
 use super::soql;
-use super::state::{SfError, World};
+use super::state::{Later, SfError, World};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -45,7 +47,7 @@ impl From<SfError> for Reply {
     }
 }
 
-async fn handle(State(world): State<Shared>, request: Request) -> Response {
+async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY).await.unwrap_or_default();
     let token = parts
@@ -60,7 +62,7 @@ async fn handle(State(world): State<Shared>, request: Request) -> Response {
         .map(str::to_owned);
     let path = parts.uri.path().to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let mut world = world.lock();
+    let mut world = shared.lock();
     let caller = token.as_deref().and_then(|t| world.tokens.get(t)).cloned();
     let method = parts.method.as_str();
 
@@ -94,9 +96,59 @@ async fn handle(State(world): State<Shared>, request: Request) -> Response {
         )
         .unwrap_or_else(Reply::from),
     };
-    let usage = format!("api-usage={}/{}", world.api_used, world.api_max);
+    let usage = usage(&world);
+    let later = std::mem::take(&mut world.later);
     drop(world);
+    schedule(&shared, later);
     render(reply, Some(&usage))
+}
+
+/// `Sforce-Limit-Info`'s value.
+fn usage(world: &World) -> String {
+    format!("api-usage={}/{}", world.api_used, world.api_max)
+}
+
+/// Applies lagged writes once their lag has passed, each on its own task.
+fn schedule(shared: &Shared, later: Vec<Later>) {
+    for Later { lag, apply } in later {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            apply(&mut shared.lock());
+        });
+    }
+}
+
+/// Salesforce's answers for injected faults (see [`crate::faults`]).
+pub struct SalesforceFaults(pub Shared);
+
+impl FaultResponses for SalesforceFaults {
+    /// `REQUEST_LIMIT_EXCEEDED` with the org's limit status (403 unless
+    /// [`super::SalesforceSimulator::set_request_budget`] chose another); Salesforce sends
+    /// no `Retry-After`, so one appears only when given.
+    fn rate_limited(&self, retry_after: Option<Duration>) -> Response {
+        let world = self.0.lock();
+        let error = SfError::limit_exceeded(world.limit_status);
+        let mut response = render(error.into(), Some(&usage(&world)));
+        drop(world);
+        if let Some(value) = retry_after
+            .map(|wait| retry_after_secs(wait).to_string())
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+
+    /// 503 `SERVER_UNAVAILABLE`.
+    fn server_error(&self) -> Response {
+        let error = SfError::new(
+            503,
+            "SERVER_UNAVAILABLE",
+            "Server is temporarily unavailable. Please try again later.",
+        );
+        render(error.into(), None)
+    }
 }
 
 fn supported(version: &str) -> bool {
@@ -160,14 +212,36 @@ fn route(
                     "Unexpected character: was expecting a JSON object",
                 ));
             };
+            let pending = world.faults.write_faults_pending();
             let id = world.assign(&fields)?;
+            if pending && let Some(record) = world.assignments.get(&id).cloned() {
+                let undo_id = id.clone();
+                let undo = move |w: &mut World| {
+                    w.assignments.remove(&undo_id);
+                };
+                world.write_faults(Some(undo), move |w| w.restore_assignment(record));
+            }
             Ok(Reply::Json(
                 StatusCode::CREATED,
                 json!({ "id": id, "success": true, "errors": [] }),
             ))
         }
         ("DELETE", ["sobjects", "PermissionSetAssignment", id]) => {
+            let record = world
+                .assignments
+                .values()
+                .find(|a| super::state::same_id(&a.id, id))
+                .filter(|_| world.faults.write_faults_pending())
+                .cloned();
             world.unassign(id)?;
+            let later_id = (*id).to_owned();
+            world.write_faults(
+                record.map(|record| move |w: &mut World| w.restore_assignment(record)),
+                move |w| {
+                    // Already gone is fine: the deletion's effect is the same.
+                    let _ = w.unassign(&later_id);
+                },
+            );
             Ok(Reply::NoContent)
         }
         ("GET", ["limits"]) => {

@@ -6,10 +6,13 @@
 //! Salesforce.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
 use super::soql::Query;
+use crate::faults::Faults;
 
 /// A Salesforce error item: `{"message","errorCode","fields"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,15 @@ impl SfError {
 
     pub fn not_found() -> Self {
         Self::new(404, "NOT_FOUND", "The requested resource does not exist")
+    }
+
+    /// The org's API limit, answered with `status` (403 on most endpoints).
+    pub fn limit_exceeded(status: u16) -> Self {
+        Self::new(
+            status,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        )
     }
 }
 
@@ -119,6 +131,24 @@ pub struct World {
     /// Query locator -> every record of that query.
     pub cursors: HashMap<String, Vec<Value>>,
     next_id: u64,
+    /// The simulator's injected faults; writes consult the write faults.
+    pub faults: Faults,
+    /// Lagged writes the HTTP layer schedules once it lets go of the lock.
+    pub later: Vec<Later>,
+}
+
+/// A write that has been answered and applies after `lag` (a lagged-write fault).
+pub struct Later {
+    pub lag: Duration,
+    pub apply: Box<dyn FnOnce(&mut World) + Send>,
+}
+
+impl fmt::Debug for Later {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Later")
+            .field("lag", &self.lag)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for World {
@@ -135,6 +165,8 @@ impl Default for World {
             batch_size: 2000,
             cursors: HashMap::new(),
             next_id: 1,
+            faults: Faults::default(),
+            later: Vec::new(),
         }
     }
 }
@@ -156,11 +188,7 @@ impl World {
     /// Counts one REST API request; `Err` once the daily budget is spent.
     pub fn spend(&mut self) -> Result<(), SfError> {
         if self.api_used >= self.api_max {
-            return Err(SfError::new(
-                self.limit_status,
-                "REQUEST_LIMIT_EXCEEDED",
-                "TotalRequests Limit exceeded.",
-            ));
+            return Err(SfError::limit_exceeded(self.limit_status));
         }
         self.api_used += 1;
         Ok(())
@@ -280,6 +308,42 @@ impl World {
                 Value::Object(out)
             })
             .collect())
+    }
+
+    /// Passes a write that has just succeeded (and whose answer is already built)
+    /// through the write faults. Dropped: `undo` runs now, so the answer says success
+    /// and nothing changed. Lagged: `undo` runs now and `redo` after the lag. Otherwise
+    /// the write stands. `undo` is `None` when no write fault was pending as the write
+    /// began (see [`Faults::write_faults_pending`]); the write then stands too.
+    pub fn write_faults(
+        &mut self,
+        undo: Option<impl FnOnce(&mut Self)>,
+        redo: impl FnOnce(&mut Self) + Send + 'static,
+    ) {
+        let Some(undo) = undo else {
+            return;
+        };
+        if self.faults.take_dropped_write() {
+            undo(self);
+        } else if let Some(lag) = self.faults.write_lag() {
+            undo(self);
+            self.later.push(Later {
+                lag,
+                apply: Box::new(redo),
+            });
+        }
+    }
+
+    /// Puts an assignment record (with its id) back, unless its user already holds the
+    /// set by another record (a lagged create landing, or a deletion undone).
+    pub fn restore_assignment(&mut self, record: Assignment) {
+        let held = self
+            .assignments
+            .values()
+            .any(|a| a.assignee == record.assignee && a.set == record.set);
+        if !held {
+            self.assignments.insert(record.id.clone(), record);
+        }
     }
 
     /// Creates a PermissionSetAssignment from its JSON fields.

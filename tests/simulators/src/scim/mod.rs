@@ -29,8 +29,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::faults::Faults;
 use crate::server::{RecordedRequest, Server};
-use routes::Shared;
+use routes::{ScimFaults, Shared};
 pub use state::NonMemberRemoval;
 use state::World;
 
@@ -47,6 +48,7 @@ pub(crate) const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Gro
 pub struct ScimSimulator {
     server: Arc<Server>,
     world: Shared,
+    faults: Faults,
 }
 
 impl fmt::Debug for ScimSimulator {
@@ -61,9 +63,12 @@ impl ScimSimulator {
     /// An empty service without authentication, on 127.0.0.1 and an ephemeral port.
     /// Needs a tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
-        let world: Shared = Arc::new(Mutex::new(World::new("")));
+        let faults = Faults::new();
+        let mut world = World::new("");
+        world.faults = faults.clone();
+        let world: Shared = Arc::new(Mutex::new(world));
         let served = Arc::clone(&world);
-        let server = Server::start(move |origin| {
+        let server = Server::start_with_faults(faults.clone(), ScimFaults, move |origin| {
             served.lock().root = format!("{origin}{BASE_PATH}");
             routes::router(served)
         })
@@ -71,7 +76,15 @@ impl ScimSimulator {
         Ok(Self {
             server: Arc::new(server),
             world,
+            faults,
         })
+    }
+
+    /// The faults injected into this service: rate-limit storms (429 with a SCIM error
+    /// body, `Retry-After` only when given), 503, and dropped or lagged `PATCH
+    /// /Groups/{id}` writes.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The SCIM service root, `http://127.0.0.1:PORT/scim/v2` (the connector's base URL).

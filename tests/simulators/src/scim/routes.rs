@@ -5,6 +5,7 @@
 //! Must never: hold the world lock across an `.await`, or record a token.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
@@ -14,9 +15,10 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
+use crate::faults::{FaultResponses, retry_after_secs};
 use crate::http;
 
-use super::state::{Group, ScimError, User, World, parse_filter};
+use super::state::{Group, Later, ScimError, User, World, parse_filter};
 use super::{BASE_PATH, GROUP_SCHEMA, USER_SCHEMA};
 
 pub type Shared = Arc<Mutex<World>>;
@@ -78,12 +80,63 @@ impl Reply {
     }
 }
 
-async fn handle(State(world): State<Shared>, request: Request) -> Response {
+async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let reply = match to_bytes(body, MAX_BODY).await {
-        Ok(body) => respond(&mut world.lock(), &parts, &body),
+        Ok(body) => {
+            let mut world = shared.lock();
+            let reply = respond(&mut world, &parts, &body);
+            let later = std::mem::take(&mut world.later);
+            drop(world);
+            schedule(&shared, later);
+            reply
+        }
         Err(_) => Reply::error(&ScimError::new(413, None, "request body too large")),
     };
+    render(reply)
+}
+
+/// Applies lagged writes once their lag has passed, each on its own task.
+fn schedule(shared: &Shared, later: Vec<Later>) {
+    for Later { lag, apply } in later {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            apply(&mut shared.lock());
+        });
+    }
+}
+
+/// SCIM's answers for injected faults (see [`crate::faults`]): 429 with `Retry-After`
+/// when given, 503; both with SCIM error bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct ScimFaults;
+
+impl FaultResponses for ScimFaults {
+    fn rate_limited(&self, retry_after: Option<Duration>) -> Response {
+        render(too_many(retry_after.map(retry_after_secs)))
+    }
+
+    fn server_error(&self) -> Response {
+        render(Reply::error(&ScimError::new(
+            503,
+            None,
+            "The service is temporarily unavailable",
+        )))
+    }
+}
+
+/// 429 with a SCIM error body, and `Retry-After` (seconds) when given.
+fn too_many(retry_after_secs: Option<u64>) -> Reply {
+    let reply = Reply::error(&ScimError::new(429, None, "Too many requests"));
+    match retry_after_secs {
+        Some(secs) => reply.with("retry-after", secs.to_string()),
+        None => reply,
+    }
+}
+
+/// A reply with SCIM's media type when it has a body.
+fn render(reply: Reply) -> Response {
     let mut response = Response::new(match &reply.body {
         Some(body) => Body::from(body.to_string()),
         None => Body::empty(),
@@ -105,8 +158,7 @@ async fn handle(State(world): State<Shared>, request: Request) -> Response {
 fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) -> Reply {
     if let Some(left) = world.budget.as_mut() {
         if *left == 0 {
-            return Reply::error(&ScimError::new(429, None, "Too many requests"))
-                .with("retry-after", world.retry_after_secs.to_string());
+            return too_many(Some(world.retry_after_secs));
         }
         *left -= 1;
     }
@@ -208,19 +260,39 @@ fn patch(world: &mut World, id: &str, body: &Bytes) -> Result<Reply, ScimError> 
     if !world.patch_supported {
         return Err(ScimError::new(501, None, "PATCH is not supported"));
     }
-    world.patch_group(id, &json_body(body)?)?;
+    let operations = json_body(body)?;
+    let before = world
+        .faults
+        .write_faults_pending()
+        .then(|| world.groups.get(id).cloned());
+    world.patch_group(id, &operations)?;
     let group = world
         .groups
         .get(id)
         .ok_or_else(|| ScimError::not_found("Group", id))?;
     let location = format!("{}/Groups/{id}", world.root);
-    Ok(if world.patch_returns_resource {
+    let reply = if world.patch_returns_resource {
         group_reply(world, group, 200, &Query::default())
     } else {
         Reply::no_content()
             .with("location", location)
             .with("etag", format!("W/\"{}\"", group.version))
-    })
+    };
+    let later_id = id.to_owned();
+    world.write_faults(
+        before.map(|before| {
+            move |w: &mut World| {
+                if let Some(before) = before {
+                    w.groups.insert(before.id.clone(), before);
+                }
+            }
+        }),
+        move |w| {
+            // Re-run against the group as it is then; a refusal changes nothing.
+            let _ = w.patch_group(&later_id, &operations);
+        },
+    );
+    Ok(reply)
 }
 
 fn service_provider_config(world: &World) -> Reply {

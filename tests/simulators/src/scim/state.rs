@@ -3,8 +3,12 @@
 //! Plain data and rules; no HTTP here.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::faults::Faults;
 
 /// What removing a member who is not in the group answers; services differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +81,24 @@ pub struct World {
     /// Requests left before 429; `None` is unlimited.
     pub budget: Option<u32>,
     pub retry_after_secs: u64,
+    /// The simulator's injected faults; writes consult the write faults.
+    pub faults: Faults,
+    /// Lagged writes the HTTP layer schedules once it lets go of the lock.
+    pub later: Vec<Later>,
+}
+
+/// A write that has been answered and applies after `lag` (a lagged-write fault).
+pub struct Later {
+    pub lag: Duration,
+    pub apply: Box<dyn FnOnce(&mut World) + Send>,
+}
+
+impl fmt::Debug for Later {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Later")
+            .field("lag", &self.lag)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `attribute eq "value"` comparison; a filter is a conjunction of them.
@@ -97,6 +119,8 @@ impl World {
             filter_supported: true,
             budget: None,
             retry_after_secs: 30,
+            faults: Faults::default(),
+            later: Vec::new(),
         }
     }
 
@@ -158,6 +182,30 @@ impl World {
             },
         );
         Ok(id)
+    }
+
+    /// Passes a write that has just succeeded (and whose answer is already built)
+    /// through the write faults. Dropped: `undo` runs now, so the answer says success
+    /// and nothing changed. Lagged: `undo` runs now and `redo` after the lag. Otherwise
+    /// the write stands. `undo` is `None` when no write fault was pending as the write
+    /// began (see [`Faults::write_faults_pending`]); the write then stands too.
+    pub fn write_faults(
+        &mut self,
+        undo: Option<impl FnOnce(&mut Self)>,
+        redo: impl FnOnce(&mut Self) + Send + 'static,
+    ) {
+        let Some(undo) = undo else {
+            return;
+        };
+        if self.faults.take_dropped_write() {
+            undo(self);
+        } else if let Some(lag) = self.faults.write_lag() {
+            undo(self);
+            self.later.push(Later {
+                lag,
+                apply: Box::new(redo),
+            });
+        }
     }
 
     /// Applies a PatchOp body to group `id`, all operations or none (RFC 7644 §3.5.2).

@@ -29,6 +29,12 @@
 //! (Slack's tiers are per method, per workspace, per app: here per method), and the
 //! window starts at the budget's first call; the bot's kick from an archived channel
 //! answers `is_archived` (Slack's documents do not say).
+//!
+//! Faults ([`SlackSimulator::faults`]): rate-limit answers are HTTP 429 with
+//! `{"ok":false,"error":"ratelimited"}` and `Retry-After` (whole seconds, rounded up) when a
+//! wait is given; 5xx is a plain-text 503. The writes `conversations.invite`,
+//! `conversations.kick` and `usergroups.users.update` can be dropped or lagged when they
+//! would answer `ok: true`.
 
 mod routes;
 mod state;
@@ -39,8 +45,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::faults::Faults;
 use crate::server::{RecordedRequest, Server};
-use routes::Shared;
+use routes::{Shared, SlackFaults};
 use state::{Budget, Token, Workspace};
 
 /// The bot token [`slack_demo`] creates.
@@ -77,6 +84,7 @@ pub const SLACK_DEMO_SCOPES: [&str; 8] = [
 pub struct SlackSimulator {
     server: Arc<Server>,
     workspace: Shared,
+    faults: Faults,
 }
 
 impl fmt::Debug for SlackSimulator {
@@ -127,12 +135,24 @@ impl SlackSimulator {
     /// An empty workspace on 127.0.0.1 and an ephemeral port. Needs a tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
         let workspace: Shared = Arc::new(Mutex::new(Workspace::new()));
+        let faults = Faults::new();
         let served = Arc::clone(&workspace);
-        let server = Server::start(move |_| routes::router(served)).await?;
+        let served_faults = faults.clone();
+        let responses = SlackFaults::new(Arc::clone(&workspace));
+        let server = Server::start_with_faults(faults.clone(), responses, move |_| {
+            routes::router(served, served_faults)
+        })
+        .await?;
         Ok(Self {
             server: Arc::new(server),
             workspace,
+            faults,
         })
+    }
+
+    /// The faults this simulator injects (none until a test turns some on).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The Web API base to configure, like `https://slack.com/api`:

@@ -7,7 +7,7 @@
 //! Must never: echo or store a token, or hold the workspace lock across an `.await`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
@@ -17,6 +17,7 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
+use crate::faults::{FaultResponses, Faults, retry_after_secs};
 use crate::http;
 
 use super::state::{Channel, Fail, Token, User, Usergroup, Workspace, cursor};
@@ -29,9 +30,62 @@ const MAX_BODY: usize = 1 << 20;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
-pub fn router(workspace: Shared) -> Router {
-    Router::new().fallback(handle).with_state(workspace)
+pub fn router(workspace: Shared, faults: Faults) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(Ctx { workspace, faults })
 }
+
+/// The router's state.
+#[derive(Clone)]
+struct Ctx {
+    workspace: Shared,
+    faults: Faults,
+}
+
+/// Slack's rate-limit and 5xx answers, for fault injection.
+pub struct SlackFaults {
+    workspace: Shared,
+}
+
+impl SlackFaults {
+    pub fn new(workspace: Shared) -> Self {
+        Self { workspace }
+    }
+}
+
+impl FaultResponses for SlackFaults {
+    fn rate_limited(&self, retry_after: Option<Duration>) -> Response {
+        let request_id = self.workspace.lock().request_id();
+        let mut response = envelope(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"ok": false, "error": "ratelimited"}),
+        );
+        if let Some(wait) = retry_after {
+            set(
+                &mut response,
+                "retry-after",
+                &retry_after_secs(wait).to_string(),
+            );
+        }
+        set(&mut response, "x-slack-req-id", &request_id);
+        response
+    }
+
+    fn server_error(&self) -> Response {
+        let mut response = Response::new(Body::from("Service Unavailable"));
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        set(&mut response, "content-type", "text/plain; charset=utf-8");
+        response
+    }
+}
+
+/// The methods that change the workspace.
+const WRITES: [&str; 3] = [
+    "conversations.invite",
+    "conversations.kick",
+    "usergroups.users.update",
+];
 
 /// The scopes that let a token call a method: for a public channel, a private one, or
 /// (for methods not about a channel) both the same.
@@ -80,7 +134,7 @@ fn scopes_of(method: &str) -> Option<Scopes> {
 }
 
 /// A method's arguments: query string first, then the body's.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Args(Vec<(String, String)>);
 
 impl Args {
@@ -169,13 +223,13 @@ fn fields(value: Value) -> Map<String, Value> {
     }
 }
 
-async fn handle(State(workspace): State<Shared>, request: Request) -> Response {
+async fn handle(State(ctx): State<Ctx>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY).await;
-    let mut workspace = workspace.lock();
+    let mut workspace = ctx.workspace.lock();
     let request_id = workspace.request_id();
     let mut response = match body {
-        Ok(body) => respond(&mut workspace, &parts, &body),
+        Ok(body) => respond(&mut workspace, &ctx, &parts, &body),
         Err(_) => envelope(
             StatusCode::PAYLOAD_TOO_LARGE,
             json!({"ok": false, "error": "request_too_large"}),
@@ -210,7 +264,12 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-fn respond(ws: &mut Workspace, parts: &axum::http::request::Parts, body: &Bytes) -> Response {
+fn respond(
+    ws: &mut Workspace,
+    ctx: &Ctx,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+) -> Response {
     let path = parts.uri.path();
     let method = path
         .strip_prefix("/api/")
@@ -272,7 +331,11 @@ fn respond(ws: &mut Workspace, parts: &axum::http::request::Parts, body: &Bytes)
         return response;
     }
 
-    let answer = dispatch(ws, &caller, method, &scopes, &args);
+    let answer = if WRITES.contains(&method) && ctx.faults.write_faults_pending() {
+        write_with_faults(ws, ctx, &caller, method, &scopes, args.clone())
+    } else {
+        dispatch(ws, &caller, method, &scopes, &args)
+    };
     let mut value = Map::new();
     match answer {
         Ok(fields) => {
@@ -311,6 +374,43 @@ fn respond(ws: &mut Workspace, parts: &axum::http::request::Parts, body: &Bytes)
     set(&mut response, "x-oauth-scopes", &caller.scopes.join(","));
     set(&mut response, "x-accepted-oauth-scopes", scopes.header);
     response
+}
+
+/// A write while write faults are pending: answered as it would be, from a copy of the
+/// workspace; if it answers `ok: true` it is then dropped (the copy is discarded), lagged
+/// (re-run on the workspace `lag` later, against the state as it is then), or applied (the
+/// copy becomes the workspace). A refused write is answered by the workspace itself and
+/// uses no fault up.
+fn write_with_faults(
+    ws: &mut Workspace,
+    ctx: &Ctx,
+    caller: &Token,
+    method: &str,
+    scopes: &Scopes,
+    args: Args,
+) -> Answer {
+    let mut copy = ws.clone();
+    let answer = dispatch(&mut copy, caller, method, scopes, &args);
+    if answer.is_err() {
+        return dispatch(ws, caller, method, scopes, &args);
+    }
+    if ctx.faults.take_dropped_write() {
+        return answer;
+    }
+    if let Some(lag) = ctx.faults.write_lag() {
+        let shared = Arc::clone(&ctx.workspace);
+        let caller = caller.clone();
+        let method = method.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            if let Some(scopes) = scopes_of(&method) {
+                let _late = dispatch(&mut shared.lock(), &caller, &method, &scopes, &args);
+            }
+        });
+        return answer;
+    }
+    *ws = copy;
+    answer
 }
 
 /// `missing_scope` unless the token holds one of `accepted` (none needed when empty).

@@ -82,7 +82,7 @@ impl Fail {
 
 pub type Outcome<T> = Result<T, Fail>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Workspace {
     pub team_id: String,
     pub team: String,

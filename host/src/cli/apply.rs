@@ -1,0 +1,220 @@
+//! `portcullis apply ACTIONS.toml`: runs a set of actions through the engine, with a live
+//! per-app display on a terminal, a final table, or `--json`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::Exit;
+use super::output::{bad_input, emit};
+use crate::engine::{
+    self, ActionOutcome, ActionsFile, EngineOptions, Progress, ProgressEvent, RunError, RunReport,
+};
+use crate::host::Host;
+
+pub(crate) struct ApplyArgs<'a> {
+    pub file: &'a Path,
+    pub run_id: Option<String>,
+    pub allow_large_revoke: bool,
+    pub options: EngineOptions,
+    pub json: bool,
+}
+
+pub(crate) async fn run(host: Host, args: ApplyArgs<'_>) -> Exit {
+    let actions = match ActionsFile::load(args.file) {
+        Ok(actions) => actions,
+        Err(e) => return bad_input(&e.to_string(), args.json),
+    };
+    let run_id = args
+        .run_id
+        .unwrap_or_else(|| format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+    let mut options = args.options;
+    options.allow_large_revoke = args.allow_large_revoke;
+
+    let live = !args.json && std::io::stderr().is_terminal();
+    let display = Arc::new(LiveDisplay::new(live, &actions));
+    let host = Arc::new(host);
+    let result = engine::run(host, &run_id, actions, &options, display.clone()).await;
+    display.finish();
+    match result {
+        Err(e @ RunError::BlastRadius { .. }) => {
+            if args.json {
+                emit(
+                    &json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": e.to_string() }),
+                );
+            } else {
+                eprintln!("refused: {e}");
+            }
+            Exit::ActionFailed
+        }
+        Err(e) => bad_input(&e.to_string(), args.json),
+        Ok(report) => print_report(&report, args.json),
+    }
+}
+
+fn exit_for(report: &RunReport) -> Exit {
+    if report.count(|o| matches!(o, ActionOutcome::Alerted { .. })) > 0 {
+        Exit::ActionFailed
+    } else if report.count(|o| matches!(o, ActionOutcome::Pending { .. })) > 0 {
+        Exit::Pending
+    } else {
+        Exit::Success
+    }
+}
+
+fn print_report(report: &RunReport, json: bool) -> Exit {
+    let exit = exit_for(report);
+    if json {
+        emit(&json!({ "ok": exit == Exit::Success, "exit": exit as u8, "run": report }));
+        return exit;
+    }
+    println!(
+        "{:<4} {:<14} {:<7} {:<18} {:<40} {:<9} {:>4}  detail",
+        "#", "app", "op", "subject", "entitlement", "outcome", "try"
+    );
+    for action in &report.actions {
+        let (outcome, detail) = match &action.outcome {
+            ActionOutcome::Verified => (
+                "verified",
+                action
+                    .last_observed
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
+            ActionOutcome::Pending { detail } => ("pending", detail.clone()),
+            ActionOutcome::Alerted { reason } => ("ALERT", reason.clone()),
+        };
+        println!(
+            "{:<4} {:<14} {:<7} {:<18} {:<40} {:<9} {:>4}  {detail}",
+            action.index + 1,
+            action.app,
+            format!("{:?}", action.op).to_lowercase(),
+            action.subject.id,
+            action.entitlement.to_string(),
+            outcome,
+            action.attempts
+        );
+    }
+    println!();
+    for (app, (verified, pending, alerted)) in engine::summary(report) {
+        println!("{app:<14} {verified} verified, {pending} pending, {alerted} alerted");
+    }
+    let alerts: Vec<_> = report.alerts().collect();
+    if !alerts.is_empty() {
+        println!(
+            "\nALERTS ({}): these did not converge and need a person",
+            alerts.len()
+        );
+        for a in alerts {
+            println!(
+                "  #{} {} {} for {}: attempts {}, last observed {}, last error {}, {} HTTP calls",
+                a.index + 1,
+                a.app,
+                a.entitlement,
+                a.subject.id,
+                a.attempts,
+                a.last_observed
+                    .as_ref()
+                    .map_or("-".to_owned(), ToString::to_string),
+                a.last_error
+                    .as_ref()
+                    .map_or("-".to_owned(), ToString::to_string),
+                a.http.len()
+            );
+        }
+    }
+    println!(
+        "\nrun {} finished in {:.0} ms: {} actions",
+        report.run_id,
+        report.duration_ms,
+        report.actions.len()
+    );
+    exit
+}
+
+/// One line per app: done, in flight, waiting on a rate limit, failed.
+struct LiveDisplay {
+    bars: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
+    counts: Mutex<BTreeMap<String, Counts>>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    total: u64,
+    done: u64,
+    in_flight: u64,
+    waiting: u64,
+    failed: u64,
+}
+
+impl LiveDisplay {
+    fn new(live: bool, actions: &[engine::ActionSpec]) -> LiveDisplay {
+        let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+        for action in actions {
+            counts.entry(action.app.clone()).or_default().total += 1;
+        }
+        let bars = live.then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("{prefix:<14} {bar:20} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let bars = counts
+                .iter()
+                .map(|(app, c)| {
+                    let bar = multi.add(ProgressBar::new(c.total));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(app.clone());
+                    (app.clone(), bar)
+                })
+                .collect();
+            (multi, bars)
+        });
+        LiveDisplay {
+            bars,
+            counts: Mutex::new(counts),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((_, bars)) = &self.bars {
+            for bar in bars.values() {
+                bar.finish();
+            }
+        }
+    }
+}
+
+impl Progress for LiveDisplay {
+    fn event(&self, app: &str, event: ProgressEvent) {
+        let mut counts = self.counts.lock();
+        let c = counts.entry(app.to_owned()).or_default();
+        match event {
+            ProgressEvent::Queued | ProgressEvent::Retrying { .. } => {}
+            ProgressEvent::Started => c.in_flight += 1,
+            ProgressEvent::WaitingForRateLimit => c.waiting += 1,
+            ProgressEvent::Finished(outcome) => {
+                c.in_flight = c.in_flight.saturating_sub(1);
+                c.done += 1;
+                if matches!(outcome, ActionOutcome::Alerted { .. }) {
+                    c.failed += 1;
+                }
+            }
+        }
+        let c = *c;
+        drop(counts);
+        if let Some((_, bars)) = &self.bars
+            && let Some(bar) = bars.get(app)
+        {
+            bar.set_position(c.done);
+            bar.set_message(format!(
+                "in flight {}, waited on rate limit {}, failed {}",
+                c.in_flight, c.waiting, c.failed
+            ));
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Engine benchmark: prints figures, asserts nothing (CI never gates on wall time).
+//!
+//! Run: `cargo bench -p portcullis-e2e --bench engine`
+//!
+//! (a) Josh's joiner run (`examples/josh/actions.toml`, 24 grants, 6 apps) with 150 ms of
+//!     latency added to every API call (the simulators' `slow_responses` fault; a delay
+//!     proxy in front of moto), next to the physical floor: the longest chain of sequential
+//!     round trips one action needs (grant + read-back), times 150 ms, since actions run in
+//!     parallel. Target: < 1 s.
+//! (b) Verified actions per second against a zero-latency Slack simulator (200 channel
+//!     grants), next to a plain reqwest client in the same process replaying the SAME HTTP
+//!     calls (method + URL as recorded in the run's reports, same bodies and auth header,
+//!     sequential within an action, the same per-app concurrency). Target ratio >= 0.9.
+//! (c) Rate-limit efficiency: the Jira simulator enforcing N requests/s
+//!     (`faults().enforce_rate(N)`), the app configured `rate_limit = { per_second = N }`;
+//!     achieved request rate / N and the over-limit answers. Target >= 0.95 with 0.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis::Host;
+use portcullis::config::Config;
+use portcullis::engine::{
+    ActionOutcome, ActionSpec, ActionsFile, EngineOptions, NoProgress, Op, RunReport, run,
+};
+use portcullis::model::{Entitlement, Subject};
+use portcullis::ratelimit::RateLimitConfig;
+use portcullis_e2e::josh::{self, Josh};
+use portcullis_e2e::{app, host_with, plugins};
+use portcullis_simulators::{JIRA_DEMO_EMAIL, JIRA_DEMO_TOKEN, SlackSimulator, jira_demo};
+
+const LATENCY: Duration = Duration::from_millis(150);
+const SLACK_TOKEN: &str = "xoxb-bench-0000000000-portcullis";
+const SLACK_BOT: &str = "U0300PBOT1";
+const SLACK_USER: &str = "U0300JOSH1";
+const CHANNELS: usize = 200;
+const ROUNDS: usize = 3;
+const RATE: u32 = 20;
+const RATE_ACTIONS: usize = 32;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn outcomes(report: &RunReport) -> String {
+    let verified = report.count(|o| *o == ActionOutcome::Verified);
+    let pending = report.count(|o| matches!(o, ActionOutcome::Pending { .. }));
+    let alerted = report.count(|o| matches!(o, ActionOutcome::Alerted { .. }));
+    format!("{verified} verified, {pending} pending, {alerted} alerted")
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        latency().await;
+        throughput().await;
+        rate_limit().await;
+    });
+}
+
+/// (a)
+async fn latency() {
+    let actions = ActionsFile::load(&josh::actions_path()).expect("actions file");
+    let josh = Josh::start().await;
+    let host = josh.host();
+    // Describe every app once so plugin loading is not in the figure (the engine asks
+    // each app's describe once per host; a long-running host has it already).
+    for name in josh::APPS {
+        let _ = host.connector_info(name).await;
+    }
+    josh.set_latency(LATENCY);
+    let options = EngineOptions::default();
+    let started = Instant::now();
+    let report = run(
+        Arc::clone(&host),
+        "bench-josh-1",
+        actions.clone(),
+        &options,
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("run starts");
+    let wall = started.elapsed();
+
+    let longest = report
+        .actions
+        .iter()
+        .max_by_key(|a| a.http.len())
+        .expect("actions");
+    let floor = LATENCY * u32::try_from(longest.http.len()).unwrap_or(u32::MAX);
+    println!(
+        "(a) Josh, {} actions, {} ms per API call",
+        actions.len(),
+        LATENCY.as_millis()
+    );
+    println!("    first run: {:.0} ms ({})", ms(wall), outcomes(&report));
+    println!(
+        "    floor: {} sequential calls ({} {} {}) x {} ms = {:.0} ms; overhead {:.0} ms",
+        longest.http.len(),
+        longest.app,
+        longest.entitlement.kind,
+        longest.entitlement.resource,
+        LATENCY.as_millis(),
+        ms(floor),
+        ms(wall) - ms(floor)
+    );
+    for name in josh::APPS {
+        let calls: Vec<usize> = report
+            .actions
+            .iter()
+            .filter(|a| a.app == name)
+            .map(|a| a.http.len())
+            .collect();
+        println!(
+            "      {name:<12} {} actions, calls per action {:?}",
+            calls.len(),
+            calls
+        );
+    }
+
+    josh.accept_invitations();
+    let started = Instant::now();
+    let again = run(
+        Arc::clone(&host),
+        "bench-josh-2",
+        actions,
+        &options,
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("run starts");
+    println!(
+        "    second run after accepting invitations: {:.0} ms ({})",
+        ms(started.elapsed()),
+        outcomes(&again)
+    );
+    josh.set_latency(Duration::ZERO);
+}
+
+async fn slack_workspace() -> SlackSimulator {
+    let sim = SlackSimulator::start().await.expect("slack simulator");
+    sim.add_bot(
+        SLACK_TOKEN,
+        SLACK_BOT,
+        "portcullis",
+        &portcullis_simulators::slack::SLACK_DEMO_SCOPES,
+    );
+    sim.add_user(SLACK_USER, "josh");
+    for i in 0..CHANNELS {
+        let id = channel(i);
+        sim.add_channel(&id, &format!("bench-{i}"), false);
+        sim.add_bot_to_channel(&id);
+    }
+    sim
+}
+
+fn channel(i: usize) -> String {
+    format!("C03{i:07}")
+}
+
+/// (b)
+async fn throughput() {
+    let actions: Vec<ActionSpec> = (0..CHANNELS)
+        .map(|i| ActionSpec {
+            op: Op::Grant,
+            app: "slack".into(),
+            subject: Subject {
+                id: SLACK_USER.into(),
+                email: None,
+            },
+            entitlement: Entitlement {
+                kind: "channel".into(),
+                resource: channel(i),
+                level: None,
+            },
+            reason: "bench".into(),
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let mut engine_rates = Vec::new();
+    let mut native_rates = Vec::new();
+    let mut calls_per_action = 0;
+    let mut concurrency = 0;
+    for round in 0..ROUNDS {
+        let sim = slack_workspace().await;
+        let (host, _audit) = portcullis_e2e::host(vec![(
+            "slack",
+            app(plugins::SLACK, &sim.base_url(), &[("token", SLACK_TOKEN)]),
+        )]);
+        let host = Arc::new(host);
+        let _ = host.connector_info("slack").await;
+        concurrency = host.app("slack").map_or(1, |a| a.limiter.concurrency());
+        let started = Instant::now();
+        let report = run(
+            Arc::clone(&host),
+            &format!("bench-slack-{round}"),
+            actions.clone(),
+            &EngineOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("run starts");
+        let wall = started.elapsed();
+        let verified = report.count(|o| *o == ActionOutcome::Verified);
+        engine_rates.push(verified as f64 / wall.as_secs_f64());
+        calls_per_action = report.actions.first().map_or(0, |a| a.http.len());
+
+        // The same calls from plain reqwest against an identically seeded workspace.
+        let fresh = slack_workspace().await;
+        let plans: Vec<Vec<(String, String, Option<String>)>> = report
+            .actions
+            .iter()
+            .map(|a| {
+                a.http
+                    .iter()
+                    .map(|c| {
+                        let url = c.url.replacen(&sim.base_url(), &fresh.base_url(), 1);
+                        let body = (c.method == "POST").then(|| {
+                            if c.url.ends_with("/conversations.invite") {
+                                format!(
+                                    r#"{{"channel":"{}","users":"{}"}}"#,
+                                    a.entitlement.resource, a.subject.id
+                                )
+                            } else {
+                                "{}".to_owned()
+                            }
+                        });
+                        (c.method.clone(), url, body)
+                    })
+                    .collect()
+            })
+            .collect();
+        let started = Instant::now();
+        let ok = replay(&client, plans, concurrency).await;
+        let wall = started.elapsed();
+        native_rates.push(ok as f64 / wall.as_secs_f64());
+        let members = fresh
+            .channel_members(&channel(0))
+            .contains(&SLACK_USER.to_owned());
+        assert!(members, "the native replay did the same work");
+    }
+    let engine = median(engine_rates);
+    let native = median(native_rates);
+    println!(
+        "(b) {CHANNELS} Slack channel grants, zero latency, concurrency {concurrency}, {calls_per_action} calls per action (median of {ROUNDS})"
+    );
+    println!(
+        "    engine (wasm sandbox per call, read-back, audit): {engine:.0} verified actions/s"
+    );
+    println!("    native reqwest replay of the same calls:          {native:.0} actions/s");
+    println!("    ratio engine/native: {:.2}", engine / native);
+}
+
+/// Replays each action's calls in order, `concurrency` actions at a time; returns how many
+/// actions got only 2xx answers.
+async fn replay(
+    client: &reqwest::Client,
+    plans: Vec<Vec<(String, String, Option<String>)>>,
+    concurrency: usize,
+) -> usize {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for plan in plans {
+        let client = client.clone();
+        let semaphore = Arc::clone(&semaphore);
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let mut ok = true;
+            for (method, url, body) in plan {
+                let request = match method.as_str() {
+                    "POST" => client
+                        .post(&url)
+                        .header("content-type", "application/json; charset=utf-8")
+                        .body(body.unwrap_or_default()),
+                    _ => client.get(&url),
+                };
+                let answer = request.bearer_auth(SLACK_TOKEN).send().await;
+                match answer {
+                    Ok(answer) => {
+                        ok &= answer.status().is_success();
+                        // Read and parse the body, as the connector does.
+                        let parsed = answer
+                            .bytes()
+                            .await
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                        ok &= parsed.is_some();
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            ok
+        });
+    }
+    let mut ok = 0;
+    while let Some(done) = tasks.join_next().await {
+        if matches!(done, Ok(true)) {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+/// (c)
+async fn rate_limit() {
+    let sim = jira_demo().await.expect("jira simulator");
+    let roles = [
+        "PLAT/Developers",
+        "PLAT/Viewers",
+        "OPS/Developers",
+        "OPS/Viewers",
+    ];
+    let users: Vec<String> = (0..RATE_ACTIONS)
+        .map(|i| format!("bench-user-{i:03}"))
+        .collect();
+    for user in &users {
+        sim.add_user(user);
+    }
+    let actions: Vec<ActionSpec> = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| ActionSpec {
+            op: Op::Grant,
+            app: "jira".into(),
+            subject: Subject {
+                id: user.clone(),
+                email: None,
+            },
+            entitlement: Entitlement {
+                kind: "project-role".into(),
+                resource: roles[i % roles.len()].into(),
+                level: None,
+            },
+            reason: "bench".into(),
+        })
+        .collect();
+    let mut config = app(
+        plugins::JIRA,
+        &sim.base_url(),
+        &[("email", JIRA_DEMO_EMAIL), ("api-token", JIRA_DEMO_TOKEN)],
+    );
+    config.rate_limit = RateLimitConfig {
+        per_second: Some(RATE),
+        ..RateLimitConfig::default()
+    };
+    let (host, _audit) = host_with(Config::default(), vec![("jira", config)]);
+    let host: Arc<Host> = Arc::new(host);
+    let _ = host.connector_info("jira").await;
+    // A fresh window: nothing before the run counts against the enforced rate.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sim.faults().enforce_rate(RATE);
+    let before = sim.faults().arrivals().len();
+    let over_before = sim.faults().over_limit_responses();
+    let started = Instant::now();
+    let report = run(
+        Arc::clone(&host),
+        "bench-rate",
+        actions,
+        &EngineOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("run starts");
+    let wall = started.elapsed();
+    let arrivals: Vec<Instant> = sim.faults().arrivals().split_off(before);
+    let over = sim.faults().over_limit_responses() - over_before;
+    let requests = arrivals.len();
+    let span = match (arrivals.first(), arrivals.last()) {
+        (Some(first), Some(last)) => last.saturating_duration_since(*first),
+        _ => Duration::ZERO,
+    };
+    // n requests spaced 1/N apart span (n - 1)/N seconds.
+    let steady = if span.is_zero() {
+        0.0
+    } else {
+        (requests.saturating_sub(1)) as f64 / span.as_secs_f64()
+    };
+    let overall = requests as f64 / wall.as_secs_f64();
+    println!(
+        "(c) Jira enforcing {RATE} req/s, app rate_limit per_second = {RATE}: {RATE_ACTIONS} actions, {requests} requests in {:.2} s ({})",
+        wall.as_secs_f64(),
+        outcomes(&report)
+    );
+    println!(
+        "    achieved {steady:.2} req/s between first and last request = {:.3} of configured; {overall:.2} req/s over the whole run = {:.3}",
+        steady / f64::from(RATE),
+        overall / f64::from(RATE)
+    );
+    println!("    over-limit answers: {over}");
+}
