@@ -22,8 +22,9 @@ use crate::model::{
 use crate::plugin::{Plugin, PluginError};
 use crate::readback::{Checked, Verdict, grant_verdict, revoke_verdict};
 use crate::runtime::Runtime;
-use crate::sandbox::{self, Call, CallError, CallReport, Operation};
+use crate::sandbox::{self, Call, CallError, CallReport, CallState, GuestFuture, Operation};
 use crate::secrets::SecretStore;
+use wasmtime::Store;
 
 /// Why a host could not be built. Each names the app and field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -273,7 +274,12 @@ impl Host {
         })
     }
 
-    pub async fn describe(&self, app: &str) -> Call<ConnectorInfo> {
+    /// Looks `app` up and runs one export of its plugin in a fresh sandbox.
+    async fn call_export<T, F>(&self, app: &str, operation: Operation, call: F) -> Call<T>
+    where
+        T: Send,
+        F: for<'a> FnOnce(&'a guest::Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
+    {
         let app = match self.app_or_refuse(app) {
             Ok(app) => app,
             Err(refused) => return refused,
@@ -282,76 +288,48 @@ impl Host {
             &self.runtime,
             &self.audit,
             app,
-            Operation::simple("describe"),
-            |p, s| {
-                Box::pin(async move {
-                    let info = guest_of(p).call_describe(s).await?;
-                    Ok(Ok(info.into()))
-                })
-            },
+            operation,
+            |instance, store| call(guest_of(instance), store),
         )
+        .await
+    }
+
+    pub async fn describe(&self, app: &str) -> Call<ConnectorInfo> {
+        self.call_export(app, Operation::simple("describe"), |guest, store| {
+            Box::pin(async move { Ok(Ok(guest.call_describe(store).await?.into())) })
+        })
         .await
     }
 
     pub async fn check(&self, app: &str) -> Call<CheckReport> {
-        let app = match self.app_or_refuse(app) {
-            Ok(app) => app,
-            Err(refused) => return refused,
-        };
-        sandbox::run(
-            &self.runtime,
-            &self.audit,
-            app,
-            Operation::simple("check"),
-            |p, s| {
-                Box::pin(async move {
-                    let result = guest_of(p).call_check(s).await?;
-                    Ok(result.map(Into::into).map_err(Into::into))
-                })
-            },
-        )
+        self.call_export(app, Operation::simple("check"), |guest, store| {
+            Box::pin(async move {
+                let result = guest.call_check(store).await?;
+                Ok(result.map(Into::into).map_err(Into::into))
+            })
+        })
         .await
     }
 
     pub async fn grant(&self, app: &str, action: &Action) -> Call<GrantOutcome> {
-        let app = match self.app_or_refuse(app) {
-            Ok(app) => app,
-            Err(refused) => return refused,
-        };
         let wit_action = action.into();
-        sandbox::run(
-            &self.runtime,
-            &self.audit,
-            app,
-            action_operation("grant", action),
-            |p, s| {
-                Box::pin(async move {
-                    let result = guest_of(p).call_grant(s, &wit_action).await?;
-                    Ok(result.map(Into::into).map_err(Into::into))
-                })
-            },
-        )
+        self.call_export(app, action_operation("grant", action), |guest, store| {
+            Box::pin(async move {
+                let result = guest.call_grant(store, &wit_action).await?;
+                Ok(result.map(Into::into).map_err(Into::into))
+            })
+        })
         .await
     }
 
     pub async fn revoke(&self, app: &str, action: &Action) -> Call<RevokeOutcome> {
-        let app = match self.app_or_refuse(app) {
-            Ok(app) => app,
-            Err(refused) => return refused,
-        };
         let wit_action = action.into();
-        sandbox::run(
-            &self.runtime,
-            &self.audit,
-            app,
-            action_operation("revoke", action),
-            |p, s| {
-                Box::pin(async move {
-                    let result = guest_of(p).call_revoke(s, &wit_action).await?;
-                    Ok(result.map(Into::into).map_err(Into::into))
-                })
-            },
-        )
+        self.call_export(app, action_operation("revoke", action), |guest, store| {
+            Box::pin(async move {
+                let result = guest.call_revoke(store, &wit_action).await?;
+                Ok(result.map(Into::into).map_err(Into::into))
+            })
+        })
         .await
     }
 
@@ -361,10 +339,6 @@ impl Host {
         subject: &Subject,
         entitlement: &Entitlement,
     ) -> Call<Observed> {
-        let app = match self.app_or_refuse(app) {
-            Ok(app) => app,
-            Err(refused) => return refused,
-        };
         let operation = Operation {
             name: "verify",
             subject: Some(subject.clone()),
@@ -372,10 +346,10 @@ impl Host {
             idempotency_key: None,
         };
         let (wit_subject, wit_entitlement) = (subject.into(), entitlement.into());
-        sandbox::run(&self.runtime, &self.audit, app, operation, |p, s| {
+        self.call_export(app, operation, |guest, store| {
             Box::pin(async move {
-                let result = guest_of(p)
-                    .call_verify(s, &wit_subject, &wit_entitlement)
+                let result = guest
+                    .call_verify(store, &wit_subject, &wit_entitlement)
                     .await?;
                 Ok(result.map(Into::into).map_err(Into::into))
             })
@@ -384,23 +358,13 @@ impl Host {
     }
 
     pub async fn list_grants(&self, app: &str, query: &GrantQuery) -> Call<GrantPage> {
-        let app = match self.app_or_refuse(app) {
-            Ok(app) => app,
-            Err(refused) => return refused,
-        };
         let wit_query = query.into();
-        sandbox::run(
-            &self.runtime,
-            &self.audit,
-            app,
-            Operation::simple("list-grants"),
-            |p, s| {
-                Box::pin(async move {
-                    let result = guest_of(p).call_list_grants(s, &wit_query).await?;
-                    Ok(result.map(Into::into).map_err(Into::into))
-                })
-            },
-        )
+        self.call_export(app, Operation::simple("list-grants"), |guest, store| {
+            Box::pin(async move {
+                let result = guest.call_list_grants(store, &wit_query).await?;
+                Ok(result.map(Into::into).map_err(Into::into))
+            })
+        })
         .await
     }
 }
