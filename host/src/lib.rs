@@ -19,12 +19,15 @@ pub mod engine;
 mod host;
 pub mod limits;
 pub mod model;
+pub mod people;
 pub mod plugin;
+pub mod policy;
 pub mod ratelimit;
 pub mod readback;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
+pub mod state;
 
 pub use config::Config;
 pub use host::{Host, HostBuilder, HostError};

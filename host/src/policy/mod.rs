@@ -1,0 +1,1 @@
+//! Policy: CEL rules over people -> desired grants. (issue 5, in progress)

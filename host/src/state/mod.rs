@@ -1,0 +1,1 @@
+//! State store. (issue 5, in progress)
