@@ -90,6 +90,19 @@ pub enum AuditEvent {
         /// Every HTTP call of every attempt: method, URL, status, latency.
         http: Vec<crate::sandbox::HttpCall>,
     },
+    /// A person approved or denied a change that waited for approval (a sensitive grant,
+    /// a dormant grant's revocation). `call_id` is `approval-ID`.
+    ApprovalDecided {
+        approval: i64,
+        /// `approved` or `denied`.
+        decision: String,
+        by: String,
+        reason: String,
+        person: String,
+        op: String,
+        entitlement: Entitlement,
+        policy_hash: String,
+    },
     /// Written after the plugin returns, fails or is stopped.
     CallFinished {
         operation: String,

@@ -29,9 +29,42 @@ pub struct Config {
     /// Retries, backoff and the blast-radius guard of `portcullis apply`.
     #[serde(default)]
     pub engine: crate::engine::EngineOptions,
+    /// Where Portcullis keeps state between runs (`plan`, `apply` from policy, approvals).
+    #[serde(default)]
+    pub state: StateConfig,
+    /// The policy file `plan` and `apply` evaluate.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Who the people are: a directory export and HR events.
+    #[serde(default)]
+    pub people: PeopleConfig,
     /// Application instances by name (`github-acme`).
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// SQLite database file, created on first use. Default: `portcullis.db` beside the
+    /// config file.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Policy file (TOML). `--policy` overrides it.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeopleConfig {
+    /// Directory export (JSON). `--directory` overrides it.
+    pub directory: Option<PathBuf>,
+    /// HR events (JSON): hires, transfers, terminations with effective dates. Optional.
+    pub events: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -180,6 +213,21 @@ impl Config {
             resolve(dir);
         }
         if let Some(file) = self.audit.path.as_mut() {
+            resolve(file);
+        }
+        let state = self
+            .state
+            .path
+            .get_or_insert_with(|| "portcullis.db".into());
+        resolve(state);
+        for file in [
+            self.policy.path.as_mut(),
+            self.people.directory.as_mut(),
+            self.people.events.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(file);
         }
         for app in self.apps.values_mut() {

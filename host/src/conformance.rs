@@ -269,34 +269,11 @@ async fn list_all(
     app: &str,
     entitlement: &Entitlement,
 ) -> (Result<Vec<crate::model::Grant>, String>, CallReport) {
-    /// A connector that never stops paging is itself a failure.
-    const MAX_PAGES: usize = 1_000;
-    let mut query = GrantQuery {
+    let query = GrantQuery {
         kind: entitlement.kind.clone(),
         resource: Some(entitlement.resource.clone()),
         cursor: None,
     };
-    let mut grants = Vec::new();
-    let mut report = CallReport::default();
-    for _ in 0..MAX_PAGES {
-        let call = host.list_grants(app, &query).await;
-        report.http.extend(call.report.http);
-        report.duration_ms += call.report.duration_ms;
-        match call.result {
-            Ok(page) => {
-                grants.extend(page.grants);
-                match page.next_cursor {
-                    Some(cursor) => query.cursor = Some(cursor),
-                    None => return (Ok(grants), report),
-                }
-            }
-            Err(e) => return (Err(e.to_string()), report),
-        }
-    }
-    (
-        Err(format!(
-            "list-grants did not finish within {MAX_PAGES} pages"
-        )),
-        report,
-    )
+    let (result, report) = host.list_all_grants(app, &query).await;
+    (result.map_err(|e| e.to_string()), report)
 }

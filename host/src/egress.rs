@@ -39,7 +39,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
     pub method: http::Method,
-    pub url: String,
+    /// Parsed once by the http capability, which also shows it (redacted) in the audit.
+    pub url: Url,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub auth: Option<Auth>,
@@ -161,7 +162,8 @@ impl HttpEgress {
     }
 
     async fn send_checked(&self, request: OutboundRequest) -> Result<InboundResponse, EgressError> {
-        let url = check_origin(&self.app, &self.base_url, &request.url)?;
+        check_origin(&self.app, &self.base_url, &request.url)?;
+        let url = request.url;
         if let Some(host) = url.host() {
             let literal = match host {
                 Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
@@ -255,18 +257,22 @@ fn too_large(cap: u64) -> EgressError {
     ))
 }
 
-/// The URL, if it stays on the app's origin.
-pub fn check_origin(app: &str, base: &Url, requested: &str) -> Result<Url, EgressError> {
-    let url = Url::parse(requested).map_err(|e| {
+/// Parses a plugin's URL; the error is the plugin's to fix.
+pub fn parse_url(requested: &str) -> Result<Url, EgressError> {
+    Url::parse(requested).map_err(|e| {
         EgressError::InvalidRequest(format!("`{requested}` is not an absolute URL: {e}"))
-    })?;
+    })
+}
+
+/// Refuses a URL that leaves the app's origin or carries credentials.
+pub fn check_origin(app: &str, base: &Url, url: &Url) -> Result<(), EgressError> {
     let same_origin = url.scheme() == base.scheme()
         && url.host_str() == base.host_str()
         && url.port_or_known_default() == base.port_or_known_default();
     if !same_origin {
         return Err(EgressError::Denied(format!(
             "{} is outside the origin of app `{app}` ({}); a plugin may only reach its app's base_url",
-            origin_of(&url),
+            origin_of(url),
             origin_of(base)
         )));
     }
@@ -275,7 +281,7 @@ pub fn check_origin(app: &str, base: &Url, requested: &str) -> Result<Url, Egres
             "URLs may not carry credentials; use the request's `auth`".into(),
         ));
     }
-    Ok(url)
+    Ok(())
 }
 
 fn origin_of(url: &Url) -> String {
@@ -673,14 +679,47 @@ mod tests {
 
     #[test]
     fn other_origins_are_denied_with_both_origins_named() {
-        let err = check_origin("gh", &base(), "https://evil.example.com/x").expect_err("denied");
+        let err = check_origin(
+            "gh",
+            &base(),
+            &parse_url("https://evil.example.com/x").expect("absolute"),
+        )
+        .expect_err("denied");
         let text = err.to_string();
         assert!(text.contains("https://evil.example.com"), "{text}");
         assert!(text.contains("https://api.github.com"), "{text}");
-        assert!(check_origin("gh", &base(), "http://api.github.com/x").is_err());
-        assert!(check_origin("gh", &base(), "https://api.github.com:8443/x").is_err());
-        assert!(check_origin("gh", &base(), "https://api.github.com.evil.com/").is_err());
-        assert!(check_origin("gh", &base(), "https://API.GITHUB.COM:443/repos").is_ok());
+        assert!(
+            check_origin(
+                "gh",
+                &base(),
+                &parse_url("http://api.github.com/x").expect("absolute")
+            )
+            .is_err()
+        );
+        assert!(
+            check_origin(
+                "gh",
+                &base(),
+                &parse_url("https://api.github.com:8443/x").expect("absolute")
+            )
+            .is_err()
+        );
+        assert!(
+            check_origin(
+                "gh",
+                &base(),
+                &parse_url("https://api.github.com.evil.com/").expect("absolute")
+            )
+            .is_err()
+        );
+        assert!(
+            check_origin(
+                "gh",
+                &base(),
+                &parse_url("https://API.GITHUB.COM:443/repos").expect("absolute")
+            )
+            .is_ok()
+        );
     }
 
     #[test]

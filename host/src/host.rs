@@ -16,8 +16,8 @@ use crate::cache::CompileCache;
 use crate::config::{AppConfig, Config};
 use crate::egress::{Egress, HttpEgress};
 use crate::model::{
-    Action, CheckReport, ConnectorInfo, Entitlement, GrantOutcome, GrantPage, GrantQuery, Observed,
-    RevokeOutcome, Subject,
+    Action, CheckReport, ConnectorInfo, Entitlement, Grant, GrantOutcome, GrantPage, GrantQuery,
+    Observed, RevokeOutcome, Subject,
 };
 use crate::plugin::{Plugin, PluginError};
 use crate::readback::{Checked, Verdict, grant_verdict, revoke_verdict};
@@ -369,7 +369,46 @@ impl Host {
     }
 }
 
+/// Most pages one listing may take: 1,000 pages of 100 is more than any app's
+/// collaborators on one resource, and a connector looping forever must stop.
+pub const MAX_PAGES: usize = 1_000;
+
 impl Host {
+    /// Every page of `list-grants` for `query` (its cursor is ignored), each page in its
+    /// own fresh sandbox, with the HTTP calls of all pages. A connector that never stops
+    /// paging fails after [`MAX_PAGES`].
+    pub async fn list_all_grants(
+        &self,
+        app: &str,
+        query: &GrantQuery,
+    ) -> (Result<Vec<Grant>, CallError>, CallReport) {
+        let mut query = GrantQuery {
+            cursor: None,
+            ..query.clone()
+        };
+        let mut grants = Vec::new();
+        let mut report = CallReport::default();
+        for _ in 0..MAX_PAGES {
+            let call = self.list_grants(app, &query).await;
+            report.http.extend(call.report.http);
+            report.duration_ms += call.report.duration_ms;
+            match call.result {
+                Ok(page) => {
+                    grants.extend(page.grants);
+                    match page.next_cursor {
+                        Some(cursor) => query.cursor = Some(cursor),
+                        None => return (Ok(grants), report),
+                    }
+                }
+                Err(e) => return (Err(e), report),
+            }
+        }
+        let error = CallError::Refused(format!(
+            "list-grants of {app} did not finish within {MAX_PAGES} pages; the connector keeps returning a next cursor"
+        ));
+        (Err(error), report)
+    }
+
     /// The connector's `describe`, cached per app after the first successful call.
     pub async fn connector_info(&self, app: &str) -> Result<ConnectorInfo, CallError> {
         let Some(app_ref) = self.apps.get(app) else {

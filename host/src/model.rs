@@ -334,6 +334,37 @@ impl From<wit::ConnectorError> for ConnectorError {
     }
 }
 
+/// What a grant is on, independent of its level: one row per (app, kind, resource) in the
+/// desired, managed and observed state. Ordered by app, then kind, then resource, so every
+/// list keyed by it comes out in the same order on every run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Target {
+    /// The app instance name, as in `[apps.NAME]` of the config.
+    pub app: String,
+    pub kind: String,
+    pub resource: String,
+}
+
+impl Target {
+    pub fn new(
+        app: impl Into<String>,
+        kind: impl Into<String>,
+        resource: impl Into<String>,
+    ) -> Target {
+        Target {
+            app: app.into(),
+            kind: kind.into(),
+            resource: resource.into(),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.app, self.kind, self.resource)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::audit::{AuditEvent, redact_url};
 use crate::bindings::http::{self as wit, Host};
-use crate::egress::{Auth, EgressError, OutboundRequest};
+use crate::egress::{Auth, EgressError, OutboundRequest, parse_url};
 use crate::sandbox::{CallState, HttpCall};
 
 impl Host for CallState {
@@ -17,17 +17,30 @@ impl Host for CallState {
     ) -> wasmtime::Result<Result<wit::Response, wit::HttpError>> {
         self.enter_host_call()?;
         let method = method(request.method);
-        let shown_url = shown_url(&request.url);
-        let outbound = OutboundRequest {
-            method: method.clone(),
-            url: request.url,
-            headers: request.headers,
-            body: request.body,
-            auth: request.auth.map(auth),
+        // Parsed once: the audit shows it redacted, egress checks and sends it.
+        let parsed = parse_url(&request.url);
+        let shown_url = match &parsed {
+            Ok(url) => redact_url(url),
+            Err(_) => format!(
+                "<unparsable URL: {}>",
+                request.url.chars().take(80).collect::<String>()
+            ),
         };
         let egress = Arc::clone(&self.app.egress);
         let started = Instant::now();
-        let result = egress.send(outbound).await;
+        let result = match parsed {
+            Ok(url) => {
+                let outbound = OutboundRequest {
+                    method: method.clone(),
+                    url,
+                    headers: request.headers,
+                    body: request.body,
+                    auth: request.auth.map(auth),
+                };
+                egress.send(outbound).await
+            }
+            Err(refused) => Err(refused),
+        };
         let elapsed = started.elapsed();
         self.meter.host_time += elapsed;
 
@@ -100,16 +113,5 @@ fn auth(auth: wit::Auth) -> Auth {
             region: s.region,
             service: s.service,
         },
-    }
-}
-
-/// The URL as the audit shows it; an unparsable one is cut short rather than trusted.
-fn shown_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(url) => redact_url(&url),
-        Err(_) => format!(
-            "<unparsable URL: {}>",
-            raw.chars().take(80).collect::<String>()
-        ),
     }
 }

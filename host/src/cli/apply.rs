@@ -57,7 +57,7 @@ pub(crate) async fn run(host: Host, args: ApplyArgs<'_>) -> Exit {
     }
 }
 
-fn exit_for(report: &RunReport) -> Exit {
+pub(crate) fn exit_for(report: &RunReport) -> Exit {
     if report.count(|o| matches!(o, ActionOutcome::Alerted { .. })) > 0 {
         Exit::ActionFailed
     } else if report.count(|o| matches!(o, ActionOutcome::Pending { .. })) > 0 {
@@ -67,7 +67,7 @@ fn exit_for(report: &RunReport) -> Exit {
     }
 }
 
-fn print_report(report: &RunReport, json: bool) -> Exit {
+pub(crate) fn print_report(report: &RunReport, json: bool) -> Exit {
     let exit = exit_for(report);
     if json {
         emit(&json!({ "ok": exit == Exit::Success, "exit": exit as u8, "run": report }));
@@ -139,7 +139,7 @@ fn print_report(report: &RunReport, json: bool) -> Exit {
 }
 
 /// One line per app: done, in flight, waiting on a rate limit, failed.
-struct LiveDisplay {
+pub(crate) struct LiveDisplay {
     bars: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
     counts: Mutex<BTreeMap<String, Counts>>,
 }
@@ -155,9 +155,14 @@ struct Counts {
 
 impl LiveDisplay {
     fn new(live: bool, actions: &[engine::ActionSpec]) -> LiveDisplay {
+        LiveDisplay::for_apps(live, actions.iter().map(|a| a.app.as_str()))
+    }
+
+    /// One bar per app, sized by how many of `apps` (one entry per action) name it.
+    pub(crate) fn for_apps<'a>(live: bool, apps: impl Iterator<Item = &'a str>) -> LiveDisplay {
         let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-        for action in actions {
-            counts.entry(action.app.clone()).or_default().total += 1;
+        for app in apps {
+            counts.entry(app.to_owned()).or_default().total += 1;
         }
         let bars = live.then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -180,7 +185,7 @@ impl LiveDisplay {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some((_, bars)) = &self.bars {
             for bar in bars.values() {
                 bar.finish();

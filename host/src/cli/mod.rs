@@ -8,6 +8,7 @@ mod apply;
 mod conformance;
 mod demo;
 mod inspect;
+pub mod lifecycle;
 mod output;
 pub mod scaffold;
 
@@ -76,17 +77,60 @@ pub enum Command {
     Describe(AppArg),
     /// List grants that exist in an application (one page, or all with --all).
     ListGrants(ListArgs),
-    /// Run a file of grant and revoke actions through the engine: in parallel across apps,
-    /// inside rate limits, each read back; alerts for anything that does not converge.
+    /// Show what the policy changes, person by person, without changing anything.
+    Plan(lifecycle::PolicyArgs),
+    /// Carry out the policy's plan (or a file of actions) through the engine: in parallel
+    /// across apps, inside rate limits, each read back; alerts for anything that does not
+    /// converge. State records what was proven.
     Apply {
         /// TOML file of [[actions]] (op, app, subject, kind, resource, level, reason).
-        file: PathBuf,
+        /// Without it, apply runs the plan of the policy.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        policy: lifecycle::PolicyArgs,
         /// Run id for idempotency keys and audit; default derived from the time.
         #[arg(long)]
         run_id: Option<String>,
         /// Run even if the blast-radius guard would stop it.
         #[arg(long)]
         allow_large_revoke: bool,
+    },
+    /// List approval requests (pending ones; --all for every one).
+    Approvals {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a change that waits for approval; the next apply carries it out.
+    Approve(lifecycle::DecideArgs),
+    /// Deny a change that waits for approval; it is not carried out.
+    Deny(lifecycle::DecideArgs),
+    /// List what every app (or --app) holds, through each connector's list-grants, and
+    /// store it as observed state.
+    Discover {
+        #[arg(long)]
+        app: Vec<String>,
+        #[command(flatten)]
+        policy: lifecycle::PolicyArgs,
+    },
+    /// Discover, then report grants outside policy and grants the policy wants that are
+    /// missing; --apply corrects them (only what Portcullis manages).
+    Drift {
+        #[command(flatten)]
+        policy: lifecycle::PolicyArgs,
+        #[arg(long)]
+        apply: bool,
+        #[arg(long)]
+        allow_large_revoke: bool,
+    },
+    /// Flag managed grants unused for --days (default 90) and request approval to revoke
+    /// them. --usage imports usage events (JSON) first.
+    Dormant {
+        #[arg(long, default_value_t = crate::dormant::DEFAULT_DAYS)]
+        days: u32,
+        #[arg(long)]
+        usage: Option<PathBuf>,
+        #[arg(long)]
+        at: Option<String>,
     },
     /// Work with plugin files.
     #[command(subcommand)]
@@ -170,6 +214,27 @@ pub async fn run(cli: Cli) -> Exit {
             inspect::run(&cli.config, &file, app.as_deref(), json)
         }
         Command::Plugin(PluginCommand::New { name, root }) => new_plugin(&root, &name, json),
+        Command::Plan(args) => lifecycle::plan_command(&cli.config, &args, json).await,
+        Command::Apply {
+            file: None,
+            policy,
+            run_id,
+            allow_large_revoke,
+        } => lifecycle::apply_policy(&cli.config, &policy, run_id, allow_large_revoke, json).await,
+        Command::Approvals { all } => lifecycle::list_approvals(&cli.config, all, json),
+        Command::Approve(args) => lifecycle::decide(&cli.config, &args, true, json),
+        Command::Deny(args) => lifecycle::decide(&cli.config, &args, false, json),
+        Command::Discover { app, policy } => {
+            lifecycle::discover_command(&cli.config, &app, &policy, json).await
+        }
+        Command::Drift {
+            policy,
+            apply,
+            allow_large_revoke,
+        } => lifecycle::drift_command(&cli.config, &policy, apply, allow_large_revoke, json).await,
+        Command::Dormant { days, usage, at } => {
+            lifecycle::dormant_command(&cli.config, days, usage.as_deref(), at.as_deref(), json)
+        }
         Command::Plugin(PluginCommand::Test(args)) => match load_host(&cli.config) {
             Ok((host, _)) => conformance::run(&host, &args, json).await,
             Err(message) => output::bad_input(&message, json),
@@ -187,10 +252,21 @@ pub async fn run(cli: Cli) -> Exit {
                 Command::Describe(args) => action::describe(&host, &args.app, json).await,
                 Command::ListGrants(args) => action::list_grants(&host, &args, json).await,
                 Command::Apply {
-                    file,
+                    file: Some(file),
+                    policy,
                     run_id,
                     allow_large_revoke,
                 } => {
+                    if policy.policy.is_some()
+                        || policy.directory.is_some()
+                        || policy.events.is_some()
+                        || policy.at.is_some()
+                    {
+                        return output::bad_input(
+                            "an actions file and --policy/--directory/--events/--at do not mix: apply either a file of actions or the policy's plan",
+                            json,
+                        );
+                    }
                     let args = apply::ApplyArgs {
                         file: &file,
                         run_id,
@@ -200,7 +276,7 @@ pub async fn run(cli: Cli) -> Exit {
                     };
                     apply::run(host, args).await
                 }
-                Command::Demo | Command::Plugin(_) => Exit::BadInput,
+                _ => Exit::BadInput,
             }
         }
     }

@@ -33,7 +33,7 @@ const LATENCY: Duration = Duration::from_millis(150);
 const SLACK_TOKEN: &str = "xoxb-bench-0000000000-portcullis";
 const SLACK_BOT: &str = "U0300PBOT1";
 const SLACK_USER: &str = "U0300JOSH1";
-const CHANNELS: usize = 200;
+const CHANNELS: usize = 1000;
 const ROUNDS: usize = 3;
 const RATE: u32 = 20;
 const RATE_ACTIONS: usize = 32;
@@ -60,10 +60,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // `cargo bench --bench engine -- throughput` runs only the sections named.
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run_section = |name: &str| wanted.is_empty() || wanted.iter().any(|w| name.contains(w));
     rt.block_on(async {
-        latency().await;
-        throughput().await;
-        rate_limit().await;
+        if run_section("latency") {
+            latency().await;
+        }
+        if run_section("throughput") {
+            throughput().await;
+        }
+        if run_section("rate-limit") {
+            rate_limit().await;
+        }
     });
 }
 

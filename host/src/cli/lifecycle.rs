@@ -1,0 +1,710 @@
+//! Policy-driven commands: `plan`, `apply` (without an actions file), `approvals`,
+//! `approve`, `deny`, `discover`, `drift`, `dormant`.
+//!
+//! Each loads the same context first (config, policy, directory and HR events as of
+//! `--at`, the state store, each app's `describe`) and refuses bad input before anything
+//! runs: the error names the file and the fix, and the exit code is 2.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde_json::json;
+
+use super::Exit;
+use super::apply::{LiveDisplay, exit_for, print_report};
+use super::output::{bad_input, emit};
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::config::Config;
+use crate::discover::{Discovery, discover};
+use crate::dormant::{self, dormant};
+use crate::drift::{DriftItem, drift};
+use crate::engine::{EngineOptions, RunError};
+use crate::host::Host;
+use crate::model::{ConnectorInfo, Entitlement};
+use crate::people::{Directory, HrEvents, People, parse_time, people_as_of};
+use crate::plan::execute::ApplyError;
+use crate::plan::render::render;
+use crate::plan::{ChangeOp, Plan, StateSnapshot, apply_plan, plan};
+use crate::policy::Policy;
+use crate::state::{ApprovalStatus, NewApproval, SqliteStore, StateStore};
+
+/// Where the policy, the people and the time come from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// Policy file; default `[policy] path` of the config.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Directory export (JSON); default `[people] directory` of the config.
+    #[arg(long)]
+    pub directory: Option<PathBuf>,
+    /// HR events (JSON); default `[people] events` of the config.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Plan as of this time (RFC 3339 or YYYY-MM-DD): HR events effective by then apply,
+    /// time-bound grants ending by then expire. Default: now.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+/// Everything a policy command needs, loaded and checked.
+struct Context {
+    host: Arc<Host>,
+    engine: EngineOptions,
+    store: SqliteStore,
+    at: DateTime<Utc>,
+}
+
+struct PolicyContext {
+    ctx: Context,
+    policy: Policy,
+    people: People,
+    catalog: BTreeMap<String, ConnectorInfo>,
+}
+
+fn parse_at(at: Option<&str>) -> Result<DateTime<Utc>, String> {
+    match at {
+        None => Ok(Utc::now()),
+        Some(text) => parse_time(text)
+            .ok_or_else(|| format!("--at `{text}` is not a date (YYYY-MM-DD) or an RFC 3339 time")),
+    }
+}
+
+fn load_context(config_path: &Path, at: Option<&str>) -> Result<(Context, Config), String> {
+    let at = parse_at(at)?;
+    let mut config = Config::load(config_path).map_err(|e| e.to_string())?;
+    if config.runtime.cache_dir.is_none() {
+        config.runtime.cache_dir = crate::cache::CompileCache::default_dir();
+    }
+    let state_path = config
+        .state
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("portcullis.db"));
+    let store = SqliteStore::open(&state_path).map_err(|e| e.to_string())?;
+    let engine = config.engine.clone();
+    let host = Host::builder(config.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((
+        Context {
+            host: Arc::new(host),
+            engine,
+            store,
+            at,
+        },
+        config,
+    ))
+}
+
+async fn load_policy_context(
+    config_path: &Path,
+    args: &PolicyArgs,
+) -> Result<PolicyContext, String> {
+    let (ctx, config) = load_context(config_path, args.at.as_deref())?;
+    let policy_path = args
+        .policy
+        .clone()
+        .or(config.policy.path.clone())
+        .ok_or("no policy file: pass --policy FILE or set [policy] path in the config")?;
+    let policy = Policy::load(&policy_path).map_err(|e| e.to_string())?;
+    let directory_path = args
+        .directory
+        .clone()
+        .or(config.people.directory.clone())
+        .ok_or(
+            "no directory file: pass --directory FILE or set [people] directory in the config",
+        )?;
+    let directory = Directory::load(&directory_path).map_err(|e| e.to_string())?;
+    let events = match args.events.clone().or(config.people.events.clone()) {
+        Some(path) => HrEvents::load(&path).map_err(|e| e.to_string())?,
+        None => HrEvents::default(),
+    };
+    let people = people_as_of(&directory, &events, ctx.at).map_err(|e| e.to_string())?;
+    let catalog = catalog(&ctx.host, config.apps.keys()).await?;
+    Ok(PolicyContext {
+        ctx,
+        policy,
+        people,
+        catalog,
+    })
+}
+
+/// Each configured app's `describe`: what the policy is validated against.
+async fn catalog(
+    host: &Host,
+    apps: impl Iterator<Item = &String>,
+) -> Result<BTreeMap<String, ConnectorInfo>, String> {
+    let mut catalog = BTreeMap::new();
+    for app in apps {
+        let info = host.connector_info(app).await.map_err(|e| {
+            format!("cannot describe app `{app}` (needed to check the policy): {e}")
+        })?;
+        catalog.insert(app.clone(), info);
+    }
+    Ok(catalog)
+}
+
+fn snapshot(store: &dyn StateStore) -> Result<StateSnapshot, String> {
+    Ok(StateSnapshot {
+        managed: store.managed().map_err(|e| e.to_string())?,
+        holds: store.holds().map_err(|e| e.to_string())?,
+        approvals: store.approvals(None).map_err(|e| e.to_string())?,
+    })
+}
+
+fn make_plan(pc: &PolicyContext) -> Result<Plan, String> {
+    let state = snapshot(&pc.ctx.store)?;
+    plan(&pc.policy, &pc.people, &pc.catalog, &state, pc.ctx.at).map_err(|e| e.to_string())
+}
+
+/// `portcullis plan`: prints the plan; changes nothing.
+pub(crate) async fn plan_command(config: &Path, args: &PolicyArgs, json: bool) -> Exit {
+    let pc = match load_policy_context(config, args).await {
+        Ok(pc) => pc,
+        Err(message) => return bad_input(&message, json),
+    };
+    match make_plan(&pc) {
+        Ok(plan) => {
+            if json {
+                emit(&json!({ "ok": true, "exit": 0, "plan": plan }));
+            } else {
+                print!("{}", render(&plan));
+            }
+            Exit::Success
+        }
+        Err(message) => bad_input(&message, json),
+    }
+}
+
+/// `portcullis apply` without a file: plan, print, run through the engine, record.
+pub(crate) async fn apply_policy(
+    config: &Path,
+    args: &PolicyArgs,
+    run_id: Option<String>,
+    allow_large_revoke: bool,
+    json: bool,
+) -> Exit {
+    let pc = match load_policy_context(config, args).await {
+        Ok(pc) => pc,
+        Err(message) => return bad_input(&message, json),
+    };
+    let plan = match make_plan(&pc) {
+        Ok(plan) => plan,
+        Err(message) => return bad_input(&message, json),
+    };
+    if !json {
+        print!("{}", render(&plan));
+        println!();
+    }
+    run_plan(&pc.ctx, &plan, &pc.people, run_id, allow_large_revoke, json).await
+}
+
+async fn run_plan(
+    ctx: &Context,
+    plan: &Plan,
+    people: &People,
+    run_id: Option<String>,
+    allow_large_revoke: bool,
+    json: bool,
+) -> Exit {
+    let run_id =
+        run_id.unwrap_or_else(|| format!("run-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+    let mut options = ctx.engine.clone();
+    options.allow_large_revoke = allow_large_revoke;
+    let live = !json && std::io::stderr().is_terminal();
+    let apps = plan
+        .people
+        .iter()
+        .flat_map(|p| &p.changes)
+        .filter(|c| c.op.is_action())
+        .map(|c| c.target.app.as_str());
+    let display = Arc::new(LiveDisplay::for_apps(live, apps));
+    let result = apply_plan(
+        Arc::clone(&ctx.host),
+        &ctx.store,
+        plan,
+        people,
+        &run_id,
+        &options,
+        display.clone(),
+    )
+    .await;
+    display.finish();
+    match result {
+        Err(ApplyError::Refused(e @ RunError::BlastRadius { .. })) => {
+            if json {
+                emit(
+                    &json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": e.to_string() }),
+                );
+            } else {
+                eprintln!("refused: {e}");
+            }
+            Exit::ActionFailed
+        }
+        Err(e) => bad_input(&e.to_string(), json),
+        Ok(outcome) => {
+            let awaiting = plan
+                .people
+                .iter()
+                .flat_map(|p| &p.changes)
+                .filter(|c| matches!(c.op, ChangeOp::AwaitApproval { .. }))
+                .count();
+            if json {
+                let exit = exit_for(&outcome.report);
+                let exit = if exit == Exit::Success && awaiting > 0 {
+                    Exit::Pending
+                } else {
+                    exit
+                };
+                emit(&json!({
+                    "ok": exit == Exit::Success,
+                    "exit": exit as u8,
+                    "plan": plan,
+                    "run": outcome.report,
+                    "approvals_requested": outcome.requested_approvals,
+                    "holds_lifted": outcome.lifted_holds,
+                }));
+                return exit;
+            }
+            let exit = if outcome.report.actions.is_empty() {
+                println!("nothing to run");
+                Exit::Success
+            } else {
+                print_report(&outcome.report, false)
+            };
+            for a in &outcome.requested_approvals {
+                println!(
+                    "approval {} requested: {} {} {} for {} ({}); decide with `portcullis approve {}` or `portcullis deny {}`",
+                    a.id,
+                    a.op,
+                    a.target,
+                    a.level.as_deref().unwrap_or(""),
+                    a.person,
+                    a.why,
+                    a.id,
+                    a.id
+                );
+            }
+            if exit == Exit::Success && awaiting > 0 {
+                println!("{awaiting} change(s) wait for approval");
+                return Exit::Pending;
+            }
+            exit
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The approval id (from `portcullis approvals` or the apply output).
+    pub id: i64,
+    /// Who decides (recorded and audited).
+    #[arg(long)]
+    pub by: String,
+    /// Why (recorded and audited).
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `portcullis approve ID` / `portcullis deny ID`.
+pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool) -> Exit {
+    let (ctx, _) = match load_context(config, None) {
+        Ok(loaded) => loaded,
+        Err(message) => return bad_input(&message, json),
+    };
+    if args.by.trim().is_empty() || args.reason.trim().is_empty() {
+        return bad_input(
+            "--by and --reason must not be empty: record who decides and why",
+            json,
+        );
+    }
+    let decided = match ctx
+        .store
+        .decide(args.id, approve, &args.by, Some(&args.reason), ctx.at)
+    {
+        Ok(a) => a,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
+    let decision = if approve { "approved" } else { "denied" };
+    let audited = ctx.host.audit_sink().record(&AuditRecord {
+        at: ctx.at,
+        call_id: format!("approval-{}", decided.id),
+        app: decided.target.app.clone(),
+        plugin_sha256: String::new(),
+        event: AuditEvent::ApprovalDecided {
+            approval: decided.id,
+            decision: decision.to_owned(),
+            by: args.by.clone(),
+            reason: args.reason.clone(),
+            person: decided.person.clone(),
+            op: decided.op.clone(),
+            entitlement: Entitlement {
+                kind: decided.target.kind.clone(),
+                resource: decided.target.resource.clone(),
+                level: decided.level.clone(),
+            },
+            policy_hash: decided.policy_hash.clone(),
+        },
+    });
+    if let Err(e) = audited {
+        eprintln!("warning: the decision is recorded in state but could not be audited: {e}");
+    }
+    if json {
+        emit(&json!({ "ok": true, "exit": 0, "approval": decided }));
+    } else {
+        println!(
+            "approval {} {decision} by {}: {} {} {} for {}; {}",
+            decided.id,
+            args.by,
+            decided.op,
+            decided.target,
+            decided.level.as_deref().unwrap_or(""),
+            decided.person,
+            if approve {
+                "the next `portcullis apply` carries it out"
+            } else {
+                "it will not be carried out"
+            }
+        );
+    }
+    Exit::Success
+}
+
+/// `portcullis approvals`: open requests (or all with --all).
+pub(crate) fn list_approvals(config: &Path, all: bool, json: bool) -> Exit {
+    let (ctx, _) = match load_context(config, None) {
+        Ok(loaded) => loaded,
+        Err(message) => return bad_input(&message, json),
+    };
+    let filter = (!all).then_some(ApprovalStatus::Pending);
+    let approvals = match ctx.store.approvals(filter) {
+        Ok(a) => a,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
+    if json {
+        emit(&json!({ "ok": true, "exit": 0, "approvals": approvals }));
+        return Exit::Success;
+    }
+    if approvals.is_empty() {
+        println!("no {}approvals", if all { "" } else { "pending " });
+    }
+    for a in &approvals {
+        let decided = match (&a.decided_by, &a.decision_reason) {
+            (Some(by), Some(reason)) => format!(" by {by}: {reason}"),
+            (Some(by), None) => format!(" by {by}"),
+            _ => String::new(),
+        };
+        println!(
+            "{:>4}  {:<8} {:<6} {} {} for {} [{}] ({}){decided}",
+            a.id,
+            a.status.to_string(),
+            a.op,
+            a.target,
+            a.level.as_deref().unwrap_or(""),
+            a.person,
+            a.subject,
+            a.why
+        );
+    }
+    Exit::Success
+}
+
+/// `portcullis discover`: list every kind of every app (or `--app`) and store it.
+pub(crate) async fn discover_command(
+    config: &Path,
+    apps: &[String],
+    args: &PolicyArgs,
+    json: bool,
+) -> Exit {
+    let (ctx, config_data) = match load_context(config, args.at.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(message) => return bad_input(&message, json),
+    };
+    let policy = match args.policy.clone().or(config_data.policy.path.clone()) {
+        Some(path) => match Policy::load(&path) {
+            Ok(p) => Some(p),
+            Err(e) => return bad_input(&e.to_string(), json),
+        },
+        None => None,
+    };
+    let apps = match selected_apps(&config_data, apps) {
+        Ok(apps) => apps,
+        Err(message) => return bad_input(&message, json),
+    };
+    let managed = match ctx.store.managed() {
+        Ok(m) => m,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
+    let discovery = match discover(
+        &ctx.host,
+        &ctx.store,
+        &apps,
+        policy.as_ref(),
+        &managed,
+        ctx.at,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
+    print_discovery(&discovery, json)
+}
+
+fn selected_apps(config: &Config, apps: &[String]) -> Result<Vec<String>, String> {
+    if apps.is_empty() {
+        return Ok(config.apps.keys().cloned().collect());
+    }
+    for app in apps {
+        if !config.apps.contains_key(app) {
+            return Err(format!(
+                "no app named `{app}` is configured (configured: {})",
+                config.apps.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    Ok(apps.to_vec())
+}
+
+fn print_discovery(discovery: &Discovery, json: bool) -> Exit {
+    let failed = discovery.listings.iter().any(|l| !l.errors.is_empty());
+    let exit = if failed {
+        Exit::ActionFailed
+    } else {
+        Exit::Success
+    };
+    if json {
+        let listings: Vec<_> = discovery
+            .listings
+            .iter()
+            .map(|l| {
+                json!({
+                    "app": l.app, "kind": l.kind, "resources": l.resources,
+                    "grants": l.grants, "errors": l.errors, "warnings": l.warnings,
+                    "http_calls": l.http_calls,
+                })
+            })
+            .collect();
+        emit(
+            &json!({ "ok": !failed, "exit": exit as u8, "at": discovery.at, "listings": listings }),
+        );
+        return exit;
+    }
+    for l in &discovery.listings {
+        let scope = match &l.resources {
+            None => "whole kind".to_owned(),
+            Some(r) => format!("{} resources in scope", r.len()),
+        };
+        for w in &l.warnings {
+            println!("warning: {w}");
+        }
+        println!(
+            "{:<14} {:<16} {:>5} grants ({scope}, {} HTTP calls){}",
+            l.app,
+            l.kind,
+            l.grants.len(),
+            l.http_calls,
+            if l.errors.is_empty() {
+                String::new()
+            } else {
+                format!("; NOT stored: {}", l.errors.join("; "))
+            }
+        );
+    }
+    exit
+}
+
+/// `portcullis drift`: discover, compare with the policy, print; `--apply` corrects.
+pub(crate) async fn drift_command(
+    config: &Path,
+    args: &PolicyArgs,
+    apply: bool,
+    allow_large_revoke: bool,
+    json: bool,
+) -> Exit {
+    let pc = match load_policy_context(config, args).await {
+        Ok(pc) => pc,
+        Err(message) => return bad_input(&message, json),
+    };
+    let state = match snapshot(&pc.ctx.store) {
+        Ok(s) => s,
+        Err(message) => return bad_input(&message, json),
+    };
+    let apps: Vec<String> = pc.catalog.keys().cloned().collect();
+    let discovery = match discover(
+        &pc.ctx.host,
+        &pc.ctx.store,
+        &apps,
+        Some(&pc.policy),
+        &state.managed,
+        pc.ctx.at,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
+    let observed: Vec<_> = discovery.grants().cloned().collect();
+    let (report, correction) = match drift(
+        &pc.policy,
+        &pc.people,
+        &pc.catalog,
+        &state.managed,
+        &state.holds,
+        &observed,
+        &discovery.complete(),
+        pc.ctx.at,
+    ) {
+        Ok(found) => found,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
+    let incomplete: Vec<&String> = discovery.listings.iter().flat_map(|l| &l.errors).collect();
+    if !apply {
+        if json {
+            emit(
+                &json!({ "ok": true, "exit": 0, "drift": report, "correction": correction, "not_listed": incomplete }),
+            );
+        } else {
+            print_drift("outside policy", &report.outside_policy);
+            print_drift("missing", &report.missing);
+            print_drift("unmanaged (left alone)", &report.unmanaged);
+            for e in &incomplete {
+                println!("not listed, so not judged: {e}");
+            }
+            println!("\nCorrection:");
+            print!("{}", render(&correction));
+            println!("run `portcullis drift --apply` to carry out the correction");
+        }
+        return Exit::Success;
+    }
+    if !json {
+        print_drift("outside policy", &report.outside_policy);
+        print_drift("missing", &report.missing);
+        print!("{}", render(&correction));
+    }
+    run_plan(
+        &pc.ctx,
+        &correction,
+        &pc.people,
+        None,
+        allow_large_revoke,
+        json,
+    )
+    .await
+}
+
+fn print_drift(title: &str, items: &[DriftItem]) {
+    println!("{title}: {}", items.len());
+    for i in items {
+        println!(
+            "  {} {} [{}{}] held {} wanted {}: {}",
+            i.target,
+            "",
+            i.subject,
+            i.person
+                .as_deref()
+                .map(|p| format!(" = {p}"))
+                .unwrap_or_default(),
+            if i.observed {
+                i.observed_level.as_deref().unwrap_or("yes")
+            } else {
+                "no"
+            },
+            if i.wanted {
+                i.wanted_level.as_deref().unwrap_or("yes")
+            } else {
+                "no"
+            },
+            i.why
+        );
+    }
+}
+
+/// `portcullis dormant`: import usage, flag unused managed grants, request approvals to
+/// revoke them.
+pub(crate) fn dormant_command(
+    config: &Path,
+    days: u32,
+    usage: Option<&Path>,
+    at: Option<&str>,
+    json: bool,
+) -> Exit {
+    let (ctx, _) = match load_context(config, at) {
+        Ok(loaded) => loaded,
+        Err(message) => return bad_input(&message, json),
+    };
+    if let Some(path) = usage {
+        let records = match dormant::load_usage(path) {
+            Ok(r) => r,
+            Err(e) => return bad_input(&e.to_string(), json),
+        };
+        if let Err(e) = ctx.store.import_usage(&records) {
+            return bad_input(&e.to_string(), json);
+        }
+    }
+    let loaded = (|| -> Result<_, crate::state::StateError> {
+        Ok((
+            ctx.store.managed()?,
+            ctx.store.observed()?,
+            ctx.store.usage()?,
+        ))
+    })();
+    let (managed, observed, usage_records) = match loaded {
+        Ok(l) => l,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
+    let found = dormant(&managed, &observed, &usage_records, days, ctx.at);
+    let mut approvals = Vec::new();
+    for d in &found {
+        let requested = ctx.store.request_approval(&NewApproval {
+            person: d.person.clone(),
+            op: "revoke".into(),
+            target: d.target.clone(),
+            subject: d.subject.clone(),
+            level: d.level.clone(),
+            rules: Vec::new(),
+            why: d.why.clone(),
+            requested_at: ctx.at,
+            policy_hash: managed
+                .iter()
+                .find(|m| m.person == d.person && m.target == d.target)
+                .map(|m| m.policy_hash.clone())
+                .unwrap_or_default(),
+        });
+        match requested {
+            Ok(a) => approvals.push(a),
+            Err(e) => return bad_input(&e.to_string(), json),
+        }
+    }
+    if json {
+        emit(
+            &json!({ "ok": true, "exit": 0, "days": days, "dormant": found, "approvals": approvals }),
+        );
+        return Exit::Success;
+    }
+    println!(
+        "{} managed grants unused for {days} days or more",
+        found.len()
+    );
+    for (d, a) in found.iter().zip(&approvals) {
+        println!(
+            "  approval {:>4} ({}): revoke {} {} for {}: {}",
+            a.id,
+            a.status,
+            d.target,
+            d.level.as_deref().unwrap_or(""),
+            d.person,
+            d.why
+        );
+    }
+    if !found.is_empty() {
+        println!(
+            "approve with `portcullis approve ID --by NAME --reason WHY`; the next `portcullis apply` revokes approved ones"
+        );
+    }
+    Exit::Success
+}

@@ -1,0 +1,205 @@
+//! Discovery: what the apps actually hold, read through each connector's `list-grants`
+//! (every page, each in a fresh sandbox) and stored as observed state.
+//!
+//! Some connectors cannot list a whole kind without a resource (Drive files, Salesforce
+//! permission sets, Slack channels: the APIs have no "everything" listing). For those,
+//! discovery lists each resource the policy or the managed grants mention, which is
+//! exactly the scope Portcullis manages.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::host::Host;
+use crate::model::{ConnectorError, GrantQuery, Target};
+use crate::policy::Policy;
+use crate::sandbox::CallError;
+use crate::state::{ManagedGrant, ObservedGrant, StateError, StateStore};
+
+/// One (app, kind) listing.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub app: String,
+    pub kind: String,
+    /// Whole kind (`None`) or these resources, one listing each.
+    pub resources: Option<Vec<String>>,
+    pub grants: Vec<ObservedGrant>,
+    /// Why some or all of it could not be listed; such a listing is not stored.
+    pub errors: Vec<String>,
+    /// Resources in scope that the app does not know: nothing can be held on them, so
+    /// the listing is still complete, but the policy or state names something missing.
+    pub warnings: Vec<String>,
+    pub http_calls: usize,
+}
+
+/// What one discovery saw.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    pub at: DateTime<Utc>,
+    pub listings: Vec<Listing>,
+}
+
+impl Discovery {
+    /// The (app, kind) pairs listed completely: only these can prove a grant missing.
+    pub fn complete(&self) -> BTreeSet<(String, String)> {
+        self.listings
+            .iter()
+            .filter(|l| l.errors.is_empty())
+            .map(|l| (l.app.clone(), l.kind.clone()))
+            .collect()
+    }
+
+    pub fn grants(&self) -> impl Iterator<Item = &ObservedGrant> {
+        self.listings.iter().flat_map(|l| &l.grants)
+    }
+}
+
+/// Lists every kind of every app in `apps` and stores each complete listing (a listing
+/// that failed part-way keeps the previous snapshot: a half listing would look like
+/// revoked access).
+pub async fn discover(
+    host: &Host,
+    store: &dyn StateStore,
+    apps: &[String],
+    policy: Option<&Policy>,
+    managed: &[ManagedGrant],
+    at: DateTime<Utc>,
+) -> Result<Discovery, StateError> {
+    // Resources in scope per (app, kind), for connectors that need one.
+    let mut scoped: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let granted = policy
+        .into_iter()
+        .flat_map(|p| p.rules())
+        .flat_map(|r| &r.grants)
+        .map(|g| &g.target);
+    for target in granted.chain(managed.iter().map(|m| &m.target)) {
+        scoped
+            .entry((target.app.clone(), target.kind.clone()))
+            .or_default()
+            .insert(target.resource.clone());
+    }
+
+    let mut discovery = Discovery {
+        at,
+        listings: Vec::new(),
+    };
+    for app in apps {
+        let info = match host.connector_info(app).await {
+            Ok(info) => info,
+            Err(e) => {
+                discovery.listings.push(Listing {
+                    app: app.clone(),
+                    kind: String::new(),
+                    resources: None,
+                    grants: Vec::new(),
+                    errors: vec![format!("describe failed: {e}")],
+                    warnings: Vec::new(),
+                    http_calls: 0,
+                });
+                continue;
+            }
+        };
+        for kind in &info.kinds {
+            let listing = list_kind(
+                host,
+                app,
+                &kind.name,
+                scoped.get(&(app.clone(), kind.name.clone())),
+                at,
+            )
+            .await;
+            if listing.errors.is_empty() {
+                store.replace_observed(app, &kind.name, at, &listing.grants)?;
+            }
+            discovery.listings.push(listing);
+        }
+    }
+    Ok(discovery)
+}
+
+async fn list_kind(
+    host: &Host,
+    app: &str,
+    kind: &str,
+    scoped: Option<&BTreeSet<String>>,
+    at: DateTime<Utc>,
+) -> Listing {
+    let mut listing = Listing {
+        app: app.to_owned(),
+        kind: kind.to_owned(),
+        resources: None,
+        grants: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        http_calls: 0,
+    };
+    let whole = GrantQuery {
+        kind: kind.to_owned(),
+        resource: None,
+        cursor: None,
+    };
+    let (result, report) = host.list_all_grants(app, &whole).await;
+    listing.http_calls += report.http.len();
+    match result {
+        Ok(grants) => {
+            listing.grants = observed(app, kind, grants, at);
+            return listing;
+        }
+        // The connector needs a resource: list those in scope, one by one.
+        Err(CallError::Connector(
+            ConnectorError::InvalidRequest(_) | ConnectorError::Unsupported(_),
+        )) => {}
+        Err(e) => {
+            listing.errors.push(format!("{app} {kind}: {e}"));
+            return listing;
+        }
+    }
+    let resources: Vec<String> = scoped
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    for resource in &resources {
+        let query = GrantQuery {
+            kind: kind.to_owned(),
+            resource: Some(resource.clone()),
+            cursor: None,
+        };
+        let (result, report) = host.list_all_grants(app, &query).await;
+        listing.http_calls += report.http.len();
+        match result {
+            Ok(grants) => listing.grants.extend(observed(app, kind, grants, at)),
+            Err(CallError::Connector(ConnectorError::NotFound(why))) => listing
+                .warnings
+                .push(format!("{app} {kind} {resource} does not exist: {why}")),
+            Err(e) => listing.errors.push(format!("{app} {kind} {resource}: {e}")),
+        }
+    }
+    listing.resources = Some(resources);
+    listing
+}
+
+fn observed(
+    app: &str,
+    kind: &str,
+    grants: Vec<crate::model::Grant>,
+    at: DateTime<Utc>,
+) -> Vec<ObservedGrant> {
+    grants
+        .into_iter()
+        .filter(|g| g.entitlement.kind == kind)
+        .map(|g| ObservedGrant {
+            target: Target {
+                app: app.to_owned(),
+                kind: kind.to_owned(),
+                resource: g.entitlement.resource,
+            },
+            subject: g.subject.id,
+            level: g.entitlement.level,
+            pending: g.pending,
+            last_used_at: g
+                .last_used_at
+                .and_then(|s| i64::try_from(s).ok())
+                .and_then(|s| Utc.timestamp_opt(s, 0).single()),
+            observed_at: at,
+        })
+        .collect()
+}

@@ -1,0 +1,2239 @@
+//! [`StateStore`] on a local SQLite file (rusqlite, SQLite bundled into the binary).
+//!
+//! One connection behind a mutex: Portcullis is one process doing a few hundred writes per
+//! run, so a pool would add nothing but lock contention inside SQLite. Another process
+//! (a second `portcullis` command) may use the same file: WAL lets it read while we write,
+//! writes take the lock up front (`BEGIN IMMEDIATE`) and wait up to [`BUSY_TIMEOUT`] for it.
+//!
+//! Schema changes are numbered migrations in `migrations/` (rusqlite_migration, which
+//! records the version in `PRAGMA user_version`). Migrations are only ever appended.
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use parking_lot::Mutex;
+use rusqlite::types::Type;
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Params, Row, Statement, Transaction,
+    TransactionBehavior, params,
+};
+use rusqlite_migration::{M, Migrations};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    ActionRecord, Approval, ApprovalStatus, DesiredRow, Hold, ManagedGrant, NewApproval,
+    ObservedGrant, PersonRecord, RunRecord, StateError, StateStore, Target, UsageRecord,
+};
+
+/// Every schema version, in order. Append only: a released migration never changes.
+const MIGRATION_LIST: &[M<'static>] = &[M::up(include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
+
+/// `PRAGMA application_id` of a Portcullis state file ("PCUL"), so that a SQLite file of
+/// another program is recognised and left alone rather than migrated.
+const APPLICATION_ID: i32 = 0x5043_554C;
+
+/// How long a write waits for another process holding the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The state store on a SQLite database file (or in memory, for tests).
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// The path as given, for messages.
+    db: String,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// The schema version this binary creates and understands.
+    pub const SCHEMA_VERSION: usize = MIGRATION_LIST.len();
+
+    /// Open the state database at `path`, creating it (and its directory) on first use and
+    /// bringing its schema up to date. Refuses a file that is not a Portcullis state
+    /// database and one written by a newer Portcullis.
+    pub fn open(path: &Path) -> Result<SqliteStore, StateError> {
+        let db = path.display().to_string();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
+                db: db.clone(),
+                dir: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_error(&db, e))?;
+        SqliteStore::init(db, conn)
+    }
+
+    /// A fresh database in memory, gone when the store is dropped.
+    pub fn open_in_memory() -> Result<SqliteStore, StateError> {
+        let db = ":memory:".to_string();
+        let conn = Connection::open_in_memory().map_err(|e| open_error(&db, e))?;
+        SqliteStore::init(db, conn)
+    }
+
+    /// The database as named in messages (the path given to [`SqliteStore::open`]).
+    pub fn db(&self) -> &str {
+        &self.db
+    }
+
+    fn init(db: String, mut conn: Connection) -> Result<SqliteStore, StateError> {
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| open_error(&db, e))?;
+        // The first statement that reads the file: a file that is not SQLite fails here.
+        // In memory the answer is "memory", which is fine.
+        let _mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|e| open_error(&db, e))?;
+        // Per connection, off by default in SQLite: actions must belong to a run.
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(|e| open_error(&db, e))?;
+
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| open_error(&db, e))?;
+        let application_id: i32 = conn
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .map_err(|e| open_error(&db, e))?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| open_error(&db, e))?;
+
+        if application_id != 0 && application_id != APPLICATION_ID {
+            return Err(StateError::NotADatabase {
+                db,
+                problem: format!(
+                    "it is the SQLite database of another program (application_id {application_id:#x})"
+                ),
+            });
+        }
+        if found == 0 && tables > 0 {
+            return Err(StateError::NotADatabase {
+                db,
+                problem: format!(
+                    "it is a SQLite database with {tables} tables of its own and no Portcullis schema"
+                ),
+            });
+        }
+        if found < 0 {
+            return Err(StateError::NotADatabase {
+                db,
+                problem: format!("its schema version is {found}"),
+            });
+        }
+        // Checked before migrating: rusqlite_migration would refuse too, but with a message
+        // that does not say what to do.
+        if found > SqliteStore::SCHEMA_VERSION as i64 {
+            return Err(StateError::TooNew {
+                db,
+                found,
+                known: SqliteStore::SCHEMA_VERSION,
+            });
+        }
+        MIGRATIONS
+            .to_latest(&mut conn)
+            .map_err(|e| StateError::Migrate {
+                db: db.clone(),
+                from: found,
+                to: SqliteStore::SCHEMA_VERSION,
+                source: Box::new(e),
+            })?;
+        if application_id == 0 {
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(|e| StateError::Migrate {
+                    db: db.clone(),
+                    from: found,
+                    to: SqliteStore::SCHEMA_VERSION,
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(SqliteStore {
+            db,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Run `f` on the connection; a single statement is atomic by itself.
+    fn read<T>(
+        &self,
+        op: impl Into<String>,
+        f: impl FnOnce(&Connection) -> Result<T, Fail>,
+    ) -> Result<T, StateError> {
+        let conn = self.conn.lock();
+        f(&conn).map_err(|e| self.error(op.into(), e))
+    }
+
+    /// Run `f` in one write transaction, committed only if `f` succeeds. IMMEDIATE takes
+    /// the write lock up front: a deferred transaction upgrading to a writer while another
+    /// process writes fails at once with SQLITE_BUSY instead of waiting.
+    fn write<T>(
+        &self,
+        op: impl Into<String>,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Fail>,
+    ) -> Result<T, StateError> {
+        let mut conn = self.conn.lock();
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        result.map_err(|e| self.error(op.into(), e))
+    }
+
+    fn error(&self, op: String, fail: Fail) -> StateError {
+        let db = self.db.clone();
+        match fail {
+            Fail::Sql(e) => StateError::Backend {
+                db,
+                op,
+                source: Box::new(e),
+            },
+            Fail::Invalid(problem) => StateError::Invalid { db, op, problem },
+            Fail::NotFound(what) => StateError::NotFound { db, op, what },
+            Fail::AlreadyDecided {
+                id,
+                status,
+                decision,
+            } => StateError::AlreadyDecided {
+                db,
+                op,
+                id,
+                status,
+                decision,
+            },
+        }
+    }
+}
+
+/// Why an operation failed, before the database and operation names are added.
+enum Fail {
+    Sql(rusqlite::Error),
+    Invalid(String),
+    NotFound(String),
+    AlreadyDecided {
+        id: i64,
+        status: ApprovalStatus,
+        decision: String,
+    },
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Fail {
+        Fail::Sql(e)
+    }
+}
+
+fn open_error(db: &str, e: rusqlite::Error) -> StateError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StateError::NotADatabase {
+            db: db.to_string(),
+            problem: format!("SQLite says: {e}"),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => StateError::NotADatabase {
+            db: db.to_string(),
+            problem: format!("SQLite says it is damaged: {e}"),
+        },
+        _ => StateError::Open {
+            db: db.to_string(),
+            source: Box::new(e),
+        },
+    }
+}
+
+// ---- values in and out of columns ----
+
+/// The stored form of a time: RFC 3339, UTC, fixed width (microseconds, always shown), so
+/// that text order is time order.
+fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn opt_ts(t: &Option<DateTime<Utc>>) -> Option<String> {
+    t.as_ref().map(ts)
+}
+
+/// A time for people to read in messages.
+fn show(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn to_json(value: &impl Serialize) -> Result<String, Fail> {
+    serde_json::to_string(value).map_err(|e| Fail::Invalid(format!("cannot encode JSON: {e}")))
+}
+
+/// A stored value the code cannot read back, naming the column.
+fn bad_column(row: &Row<'_>, idx: usize, problem: impl Display) -> rusqlite::Error {
+    let stmt: &Statement<'_> = row.as_ref();
+    let column = stmt.column_name(idx).unwrap_or("?").to_string();
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        Type::Text,
+        format!("column `{column}` holds an unreadable value: {problem}").into(),
+    )
+}
+
+fn get_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text: String = row.get(idx)?;
+    parse_time(row, idx, &text)
+}
+
+fn get_opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.get(idx)?;
+    text.map(|text| parse_time(row, idx, &text)).transpose()
+}
+
+fn parse_time(row: &Row<'_>, idx: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            bad_column(
+                row,
+                idx,
+                format_args!("`{text}` is not an RFC 3339 time: {e}"),
+            )
+        })
+}
+
+fn get_json<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| bad_column(row, idx, e))
+}
+
+fn get_parsed<T: FromStr<Err = String>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e: String| bad_column(row, idx, e))
+}
+
+fn get_target(row: &Row<'_>, first: usize) -> rusqlite::Result<Target> {
+    Ok(Target {
+        app: row.get(first)?,
+        kind: row.get(first + 1)?,
+        resource: row.get(first + 2)?,
+    })
+}
+
+fn list<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, Fail> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, f)?;
+    Ok(rows.collect::<Result<Vec<T>, _>>()?)
+}
+
+fn check_op(what: &str, op: &str) -> Result<(), Fail> {
+    match op {
+        "grant" | "revoke" => Ok(()),
+        other => Err(Fail::Invalid(format!(
+            "{what} has op `{other}`: expected `grant` or `revoke`"
+        ))),
+    }
+}
+
+// ---- rows ----
+
+const PERSON_COLUMNS: &str = "id, name, attributes, accounts, status, updated_at";
+
+fn person_row(row: &Row<'_>) -> rusqlite::Result<PersonRecord> {
+    Ok(PersonRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        attributes: get_json(row, 2)?,
+        accounts: get_json(row, 3)?,
+        status: row.get(4)?,
+        updated_at: get_time(row, 5)?,
+    })
+}
+
+const DESIRED_COLUMNS: &str =
+    "person, app, kind, resource, level, rules, sensitive, policy_hash, computed_at";
+
+fn desired_row(row: &Row<'_>) -> rusqlite::Result<DesiredRow> {
+    Ok(DesiredRow {
+        person: row.get(0)?,
+        target: get_target(row, 1)?,
+        level: row.get(4)?,
+        rules: get_json(row, 5)?,
+        sensitive: row.get(6)?,
+        policy_hash: row.get(7)?,
+        computed_at: get_time(row, 8)?,
+    })
+}
+
+const MANAGED_COLUMNS: &str = "person, app, kind, resource, subject, level, rules, status, \
+     granted_at, expires_at, policy_hash, run_id";
+
+fn managed_row(row: &Row<'_>) -> rusqlite::Result<ManagedGrant> {
+    Ok(ManagedGrant {
+        person: row.get(0)?,
+        target: get_target(row, 1)?,
+        subject: row.get(4)?,
+        level: row.get(5)?,
+        rules: get_json(row, 6)?,
+        status: get_parsed(row, 7)?,
+        granted_at: get_time(row, 8)?,
+        expires_at: get_opt_time(row, 9)?,
+        policy_hash: row.get(10)?,
+        run_id: row.get(11)?,
+    })
+}
+
+const HOLD_COLUMNS: &str = "person, app, kind, resource, reason, since, detail";
+
+fn hold_row(row: &Row<'_>) -> rusqlite::Result<Hold> {
+    Ok(Hold {
+        person: row.get(0)?,
+        target: get_target(row, 1)?,
+        reason: get_parsed(row, 4)?,
+        since: get_time(row, 5)?,
+        detail: row.get(6)?,
+    })
+}
+
+const OBSERVED_COLUMNS: &str =
+    "app, kind, resource, subject, level, pending, last_used_at, observed_at";
+
+fn observed_row(row: &Row<'_>) -> rusqlite::Result<ObservedGrant> {
+    Ok(ObservedGrant {
+        target: get_target(row, 0)?,
+        subject: row.get(3)?,
+        level: row.get(4)?,
+        pending: row.get(5)?,
+        last_used_at: get_opt_time(row, 6)?,
+        observed_at: get_time(row, 7)?,
+    })
+}
+
+const USAGE_COLUMNS: &str = "app, kind, resource, subject, last_used_at";
+
+fn usage_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
+    Ok(UsageRecord {
+        app: row.get(0)?,
+        kind: row.get(1)?,
+        resource: row.get(2)?,
+        subject: row.get(3)?,
+        last_used_at: get_time(row, 4)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, started_at, finished_at, policy_hash, summary";
+
+fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: row.get(0)?,
+        started_at: get_time(row, 1)?,
+        finished_at: get_opt_time(row, 2)?,
+        policy_hash: row.get(3)?,
+        summary: get_json(row, 4)?,
+    })
+}
+
+const ACTION_COLUMNS: &str = "run_id, idx, idempotency_key, op, person, app, kind, resource, \
+     subject, level, reason, outcome, attempts, detail, finished_at";
+
+fn action_row(row: &Row<'_>) -> rusqlite::Result<ActionRecord> {
+    Ok(ActionRecord {
+        run_id: row.get(0)?,
+        index: row.get(1)?,
+        idempotency_key: row.get(2)?,
+        op: row.get(3)?,
+        person: row.get(4)?,
+        target: get_target(row, 5)?,
+        subject: row.get(8)?,
+        level: row.get(9)?,
+        reason: row.get(10)?,
+        outcome: row.get(11)?,
+        attempts: row.get(12)?,
+        detail: get_json(row, 13)?,
+        finished_at: get_time(row, 14)?,
+    })
+}
+
+const APPROVAL_COLUMNS: &str = "id, person, op, app, kind, resource, subject, level, rules, \
+     why, status, requested_at, decided_by, decision_reason, decided_at, policy_hash";
+
+fn approval_row(row: &Row<'_>) -> rusqlite::Result<Approval> {
+    Ok(Approval {
+        id: row.get(0)?,
+        person: row.get(1)?,
+        op: row.get(2)?,
+        target: get_target(row, 3)?,
+        subject: row.get(6)?,
+        level: row.get(7)?,
+        rules: get_json(row, 8)?,
+        why: row.get(9)?,
+        status: get_parsed(row, 10)?,
+        requested_at: get_time(row, 11)?,
+        decided_by: row.get(12)?,
+        decision_reason: row.get(13)?,
+        decided_at: get_opt_time(row, 14)?,
+        policy_hash: row.get(15)?,
+    })
+}
+
+fn approval_by_id(conn: &Connection, id: i64) -> Result<Option<Approval>, Fail> {
+    let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], approval_row)
+        .optional()?)
+}
+
+/// "approved by alice at 2027-03-01T09:30:00Z (incident 42)", for refusals.
+fn decision(approval: &Approval) -> String {
+    let verb = match approval.status {
+        ApprovalStatus::Pending => return "pending".to_string(),
+        ApprovalStatus::Approved | ApprovalStatus::Done => "approved",
+        ApprovalStatus::Denied => "denied",
+    };
+    let mut text = format!(
+        "{verb} by {}",
+        approval
+            .decided_by
+            .as_deref()
+            .unwrap_or("an unknown approver")
+    );
+    if let Some(at) = &approval.decided_at {
+        text.push_str(&format!(" at {}", show(at)));
+    }
+    if let Some(reason) = &approval.decision_reason {
+        text.push_str(&format!(" ({reason})"));
+    }
+    if approval.status == ApprovalStatus::Done {
+        text.push_str(" and carried out");
+    }
+    text
+}
+
+impl StateStore for SqliteStore {
+    fn upsert_people(&self, people: &[PersonRecord]) -> Result<(), StateError> {
+        self.write("record people", |tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO people (id, name, attributes, accounts, status, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET
+                     name = excluded.name, attributes = excluded.attributes,
+                     accounts = excluded.accounts, status = excluded.status,
+                     updated_at = excluded.updated_at",
+            )?;
+            for person in people {
+                if person.status != PersonRecord::ACTIVE
+                    && person.status != PersonRecord::TERMINATED
+                {
+                    return Err(Fail::Invalid(format!(
+                        "person {} has status `{}`: expected `active` or `terminated`",
+                        person.id, person.status
+                    )));
+                }
+                stmt.execute(params![
+                    person.id,
+                    person.name,
+                    to_json(&person.attributes)?,
+                    to_json(&person.accounts)?,
+                    person.status,
+                    ts(&person.updated_at),
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn people(&self) -> Result<Vec<PersonRecord>, StateError> {
+        self.read("read people", |conn| {
+            list(
+                conn,
+                &format!("SELECT {PERSON_COLUMNS} FROM people ORDER BY id"),
+                [],
+                person_row,
+            )
+        })
+    }
+
+    fn replace_desired(
+        &self,
+        policy_hash: &str,
+        computed_at: DateTime<Utc>,
+        rows: &[DesiredRow],
+    ) -> Result<(), StateError> {
+        self.write("replace the desired state", |tx| {
+            let mut seen = BTreeSet::new();
+            for row in rows {
+                if !seen.insert((row.person.as_str(), &row.target)) {
+                    return Err(Fail::Invalid(format!(
+                        "the new desired state has two rows for person {} on {}: \
+                         merge them into one (the policy's evaluation does)",
+                        row.person, row.target
+                    )));
+                }
+            }
+            tx.execute("DELETE FROM desired", [])?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO desired (person, app, kind, resource, level, rules, sensitive,
+                                      policy_hash, computed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let computed_at = ts(&computed_at);
+            for row in rows {
+                stmt.execute(params![
+                    row.person,
+                    row.target.app,
+                    row.target.kind,
+                    row.target.resource,
+                    row.level,
+                    to_json(&row.rules)?,
+                    row.sensitive,
+                    policy_hash,
+                    computed_at,
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn desired(&self) -> Result<Vec<DesiredRow>, StateError> {
+        self.read("read the desired state", |conn| {
+            list(
+                conn,
+                &format!(
+                    "SELECT {DESIRED_COLUMNS} FROM desired ORDER BY person, app, kind, resource"
+                ),
+                [],
+                desired_row,
+            )
+        })
+    }
+
+    fn managed(&self) -> Result<Vec<ManagedGrant>, StateError> {
+        self.read("read managed grants", |conn| {
+            list(
+                conn,
+                &format!(
+                    "SELECT {MANAGED_COLUMNS} FROM managed ORDER BY person, app, kind, resource"
+                ),
+                [],
+                managed_row,
+            )
+        })
+    }
+
+    fn managed_count(&self) -> Result<usize, StateError> {
+        self.read("count managed grants", |conn| {
+            let count: i64 =
+                conn.query_row("SELECT COUNT(*) FROM managed", [], |row| row.get(0))?;
+            usize::try_from(count).map_err(|e| Fail::Invalid(format!("count {count}: {e}")))
+        })
+    }
+
+    fn record_managed(&self, grant: &ManagedGrant) -> Result<(), StateError> {
+        let op = format!(
+            "record managed grant of {} for {}",
+            grant.target, grant.person
+        );
+        self.write(op, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO managed (person, app, kind, resource, subject, level, rules, status,
+                                      granted_at, expires_at, policy_hash, run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (person, app, kind, resource) DO UPDATE SET
+                     subject = excluded.subject, level = excluded.level,
+                     rules = excluded.rules, status = excluded.status,
+                     granted_at = excluded.granted_at, expires_at = excluded.expires_at,
+                     policy_hash = excluded.policy_hash, run_id = excluded.run_id",
+            )?
+            .execute(params![
+                grant.person,
+                grant.target.app,
+                grant.target.kind,
+                grant.target.resource,
+                grant.subject,
+                grant.level,
+                to_json(&grant.rules)?,
+                grant.status.as_str(),
+                ts(&grant.granted_at),
+                opt_ts(&grant.expires_at),
+                grant.policy_hash,
+                grant.run_id,
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn forget_managed(&self, person: &str, target: &Target) -> Result<bool, StateError> {
+        let op = format!("forget managed grant of {target} for {person}");
+        self.write(op, |tx| {
+            let removed = tx
+                .prepare_cached(
+                    "DELETE FROM managed
+                     WHERE person = ?1 AND app = ?2 AND kind = ?3 AND resource = ?4",
+                )?
+                .execute(params![person, target.app, target.kind, target.resource])?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn holds(&self) -> Result<Vec<Hold>, StateError> {
+        self.read("read holds", |conn| {
+            list(
+                conn,
+                &format!("SELECT {HOLD_COLUMNS} FROM holds ORDER BY person, app, kind, resource"),
+                [],
+                hold_row,
+            )
+        })
+    }
+
+    fn add_hold(&self, hold: &Hold) -> Result<(), StateError> {
+        let op = format!("hold {} for {}", hold.target, hold.person);
+        self.write(op, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO holds (person, app, kind, resource, reason, since, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (person, app, kind, resource) DO UPDATE SET
+                     reason = excluded.reason, since = excluded.since,
+                     detail = excluded.detail",
+            )?
+            .execute(params![
+                hold.person,
+                hold.target.app,
+                hold.target.kind,
+                hold.target.resource,
+                hold.reason.as_str(),
+                ts(&hold.since),
+                hold.detail,
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn clear_hold(&self, person: &str, target: &Target) -> Result<bool, StateError> {
+        let op = format!("clear the hold on {target} for {person}");
+        self.write(op, |tx| {
+            let removed = tx
+                .prepare_cached(
+                    "DELETE FROM holds
+                     WHERE person = ?1 AND app = ?2 AND kind = ?3 AND resource = ?4",
+                )?
+                .execute(params![person, target.app, target.kind, target.resource])?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn replace_observed(
+        &self,
+        app: &str,
+        kind: &str,
+        observed_at: DateTime<Utc>,
+        grants: &[ObservedGrant],
+    ) -> Result<(), StateError> {
+        let op = format!("replace observed {kind} grants of {app}");
+        self.write(op, |tx| {
+            if let Some((i, stray)) = grants
+                .iter()
+                .enumerate()
+                .find(|(_, g)| g.target.app != app || g.target.kind != kind)
+            {
+                return Err(Fail::Invalid(format!(
+                    "grant {i} of the listing is on {}, which is not a {kind} of {app}: \
+                     each call replaces one app's grants of one kind",
+                    stray.target
+                )));
+            }
+            tx.prepare_cached("DELETE FROM observed WHERE app = ?1 AND kind = ?2")?
+                .execute(params![app, kind])?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO observed (app, kind, resource, subject, level, pending,
+                                       last_used_at, observed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (app, kind, resource, subject) DO UPDATE SET
+                     level = excluded.level, pending = excluded.pending,
+                     last_used_at = excluded.last_used_at, observed_at = excluded.observed_at",
+            )?;
+            let observed_at = ts(&observed_at);
+            for grant in grants {
+                stmt.execute(params![
+                    app,
+                    kind,
+                    grant.target.resource,
+                    grant.subject,
+                    grant.level,
+                    grant.pending,
+                    opt_ts(&grant.last_used_at),
+                    observed_at,
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn observed(&self) -> Result<Vec<ObservedGrant>, StateError> {
+        self.read("read observed grants", |conn| {
+            list(
+                conn,
+                &format!(
+                    "SELECT {OBSERVED_COLUMNS} FROM observed ORDER BY app, kind, resource, subject"
+                ),
+                [],
+                observed_row,
+            )
+        })
+    }
+
+    fn import_usage(&self, records: &[UsageRecord]) -> Result<usize, StateError> {
+        self.write("import usage", |tx| {
+            // Times are stored fixed-width, so comparing the text compares the times.
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO usage (app, kind, resource, subject, last_used_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (app, kind, resource, subject) DO UPDATE SET
+                     last_used_at = excluded.last_used_at
+                 WHERE excluded.last_used_at > usage.last_used_at",
+            )?;
+            let mut changed = 0;
+            for record in records {
+                changed += stmt.execute(params![
+                    record.app,
+                    record.kind,
+                    record.resource,
+                    record.subject,
+                    ts(&record.last_used_at),
+                ])?;
+            }
+            Ok(changed)
+        })
+    }
+
+    fn usage(&self) -> Result<Vec<UsageRecord>, StateError> {
+        self.read("read usage", |conn| {
+            list(
+                conn,
+                &format!("SELECT {USAGE_COLUMNS} FROM usage ORDER BY app, kind, resource, subject"),
+                [],
+                usage_row,
+            )
+        })
+    }
+
+    fn begin_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        self.write(format!("begin run {}", run.id), |tx| {
+            let existing = tx
+                .prepare_cached("SELECT started_at FROM runs WHERE id = ?1")?
+                .query_row([&run.id], |row| get_time(row, 0))
+                .optional()?;
+            if let Some(started_at) = existing {
+                return Err(Fail::Invalid(format!(
+                    "run {} was already begun at {}: every run needs a new id",
+                    run.id,
+                    show(&started_at)
+                )));
+            }
+            tx.prepare_cached(
+                "INSERT INTO runs (id, started_at, finished_at, policy_hash, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                run.id,
+                ts(&run.started_at),
+                opt_ts(&run.finished_at),
+                run.policy_hash,
+                to_json(&run.summary)?,
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn finish_run(
+        &self,
+        id: &str,
+        finished_at: DateTime<Utc>,
+        summary: &serde_json::Value,
+    ) -> Result<(), StateError> {
+        self.write(format!("finish run {id}"), |tx| {
+            let existing: Option<Option<DateTime<Utc>>> = tx
+                .prepare_cached("SELECT finished_at FROM runs WHERE id = ?1")?
+                .query_row([id], |row| get_opt_time(row, 0))
+                .optional()?;
+            match existing {
+                None => return Err(Fail::NotFound(format!("run {id} (begin it first)"))),
+                Some(Some(at)) => {
+                    return Err(Fail::Invalid(format!(
+                        "run {id} already finished at {}",
+                        show(&at)
+                    )));
+                }
+                Some(None) => {}
+            }
+            tx.prepare_cached("UPDATE runs SET finished_at = ?2, summary = ?3 WHERE id = ?1")?
+                .execute(params![id, ts(&finished_at), to_json(summary)?])?;
+            Ok(())
+        })
+    }
+
+    fn record_action(&self, action: &ActionRecord) -> Result<(), StateError> {
+        let op = format!("record action {} of run {}", action.index, action.run_id);
+        self.write(op, |tx| {
+            check_op(&format!("action {}", action.index), &action.op)?;
+            let begun = tx
+                .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?
+                .exists([&action.run_id])?;
+            if !begun {
+                return Err(Fail::NotFound(format!(
+                    "run {} (begin it before recording its actions)",
+                    action.run_id
+                )));
+            }
+            tx.prepare_cached(
+                "INSERT INTO actions (run_id, idx, idempotency_key, op, person, app, kind,
+                                      resource, subject, level, reason, outcome, attempts,
+                                      detail, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT (run_id, idx) DO UPDATE SET
+                     idempotency_key = excluded.idempotency_key, op = excluded.op,
+                     person = excluded.person, app = excluded.app, kind = excluded.kind,
+                     resource = excluded.resource, subject = excluded.subject,
+                     level = excluded.level, reason = excluded.reason,
+                     outcome = excluded.outcome, attempts = excluded.attempts,
+                     detail = excluded.detail, finished_at = excluded.finished_at",
+            )?
+            .execute(params![
+                action.run_id,
+                action.index,
+                action.idempotency_key,
+                action.op,
+                action.person,
+                action.target.app,
+                action.target.kind,
+                action.target.resource,
+                action.subject,
+                action.level,
+                action.reason,
+                action.outcome,
+                action.attempts,
+                to_json(&action.detail)?,
+                ts(&action.finished_at),
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
+        self.read("read runs", |conn| {
+            list(
+                conn,
+                &format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at, id"),
+                [],
+                run_row,
+            )
+        })
+    }
+
+    fn actions(&self, run_id: &str) -> Result<Vec<ActionRecord>, StateError> {
+        self.read(format!("read the actions of run {run_id}"), |conn| {
+            list(
+                conn,
+                &format!("SELECT {ACTION_COLUMNS} FROM actions WHERE run_id = ?1 ORDER BY idx"),
+                [run_id],
+                action_row,
+            )
+        })
+    }
+
+    fn request_approval(&self, new: &NewApproval) -> Result<Approval, StateError> {
+        let op = format!(
+            "request approval to {} {} for {}",
+            new.op, new.target, new.person
+        );
+        self.write(op, |tx| {
+            check_op("the request", &new.op)?;
+            // The same terms as the partial unique index approvals_one_open, so SQLite
+            // answers from it.
+            let open = tx
+                .prepare_cached(&format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals
+                     WHERE person = ?1 AND op = ?2 AND app = ?3 AND kind = ?4
+                       AND resource = ?5 AND COALESCE(level, '') = COALESCE(?6, '')
+                       AND status IN ('pending', 'approved')"
+                ))?
+                .query_row(
+                    params![
+                        new.person,
+                        new.op,
+                        new.target.app,
+                        new.target.kind,
+                        new.target.resource,
+                        new.level,
+                    ],
+                    approval_row,
+                )
+                .optional()?;
+            if let Some(open) = open {
+                return Ok(open);
+            }
+            tx.prepare_cached(
+                "INSERT INTO approvals (person, op, app, kind, resource, subject, level, rules,
+                                        why, status, requested_at, policy_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                new.person,
+                new.op,
+                new.target.app,
+                new.target.kind,
+                new.target.resource,
+                new.subject,
+                new.level,
+                to_json(&new.rules)?,
+                new.why,
+                ApprovalStatus::Pending.as_str(),
+                ts(&new.requested_at),
+                new.policy_hash,
+            ])?;
+            let id = tx.last_insert_rowid();
+            approval_by_id(tx, id)?
+                .ok_or_else(|| Fail::NotFound(format!("approval {id} right after inserting it")))
+        })
+    }
+
+    fn approvals(&self, filter: Option<ApprovalStatus>) -> Result<Vec<Approval>, StateError> {
+        self.read("read approvals", |conn| {
+            let order = "ORDER BY person, app, kind, resource, op, id";
+            match filter {
+                None => list(
+                    conn,
+                    &format!("SELECT {APPROVAL_COLUMNS} FROM approvals {order}"),
+                    [],
+                    approval_row,
+                ),
+                Some(status) => list(
+                    conn,
+                    &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = ?1 {order}"),
+                    [status.as_str()],
+                    approval_row,
+                ),
+            }
+        })
+    }
+
+    fn approval(&self, id: i64) -> Result<Option<Approval>, StateError> {
+        self.read(format!("read approval {id}"), |conn| {
+            approval_by_id(conn, id)
+        })
+    }
+
+    fn decide(
+        &self,
+        id: i64,
+        approve: bool,
+        by: &str,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Approval, StateError> {
+        let verb = if approve { "approve" } else { "deny" };
+        self.write(format!("{verb} approval {id}"), |tx| {
+            if by.trim().is_empty() {
+                return Err(Fail::Invalid(
+                    "the approver's name is empty: every decision names who made it".into(),
+                ));
+            }
+            let current =
+                approval_by_id(tx, id)?.ok_or_else(|| Fail::NotFound(format!("approval {id}")))?;
+            if current.status != ApprovalStatus::Pending {
+                return Err(Fail::AlreadyDecided {
+                    id,
+                    status: current.status,
+                    decision: decision(&current),
+                });
+            }
+            let status = if approve {
+                ApprovalStatus::Approved
+            } else {
+                ApprovalStatus::Denied
+            };
+            tx.prepare_cached(
+                "UPDATE approvals
+                 SET status = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, status.as_str(), by, reason, ts(&at)])?;
+            approval_by_id(tx, id)?.ok_or_else(|| Fail::NotFound(format!("approval {id}")))
+        })
+    }
+
+    fn mark_approval_done(&self, id: i64) -> Result<(), StateError> {
+        self.write(format!("mark approval {id} done"), |tx| {
+            let current =
+                approval_by_id(tx, id)?.ok_or_else(|| Fail::NotFound(format!("approval {id}")))?;
+            match current.status {
+                ApprovalStatus::Done => Ok(()),
+                ApprovalStatus::Approved => {
+                    tx.prepare_cached("UPDATE approvals SET status = ?2 WHERE id = ?1")?
+                        .execute(params![id, ApprovalStatus::Done.as_str()])?;
+                    Ok(())
+                }
+                ApprovalStatus::Pending | ApprovalStatus::Denied => Err(Fail::Invalid(format!(
+                    "approval {id} is {}, not approved: only an approved request is carried out",
+                    current.status
+                ))),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::state::{HoldReason, ManagedStatus};
+
+    /// A fixed time: 2027-03-01 plus `hours`.
+    fn at(hours: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0)
+            .single()
+            .expect("valid time")
+            + chrono::Duration::hours(hours)
+    }
+
+    fn store() -> SqliteStore {
+        SqliteStore::open_in_memory().expect("in-memory store")
+    }
+
+    fn target(app: &str, kind: &str, resource: &str) -> Target {
+        Target::new(app, kind, resource)
+    }
+
+    fn person(id: &str, department: &str) -> PersonRecord {
+        PersonRecord {
+            id: id.into(),
+            name: Some(format!("Person {id}")),
+            attributes: json!({ "department": department, "level": 3, "tags": ["a", "b"] }),
+            accounts: BTreeMap::from([("github".to_string(), format!("gh-{id}"))]),
+            status: PersonRecord::ACTIVE.into(),
+            updated_at: at(0),
+        }
+    }
+
+    fn desired(person: &str, target: Target, level: Option<&str>) -> DesiredRow {
+        DesiredRow {
+            person: person.into(),
+            target,
+            level: level.map(String::from),
+            rules: vec!["platform-engineer".into()],
+            sensitive: false,
+            policy_hash: "ignored".into(),
+            computed_at: at(99),
+        }
+    }
+
+    fn managed(person: &str, target: Target, level: Option<&str>) -> ManagedGrant {
+        ManagedGrant {
+            person: person.into(),
+            target,
+            subject: format!("gh-{person}"),
+            level: level.map(String::from),
+            rules: vec!["platform-engineer".into()],
+            status: ManagedStatus::Active,
+            granted_at: at(1),
+            expires_at: None,
+            policy_hash: "p1".into(),
+            run_id: "run-1".into(),
+        }
+    }
+
+    fn hold(person: &str, target: Target, reason: HoldReason) -> Hold {
+        Hold {
+            person: person.into(),
+            target,
+            reason,
+            since: at(5),
+            detail: "expired (for = 8h)".into(),
+        }
+    }
+
+    fn observed(target: Target, subject: &str, level: Option<&str>) -> ObservedGrant {
+        ObservedGrant {
+            target,
+            subject: subject.into(),
+            level: level.map(String::from),
+            pending: false,
+            last_used_at: Some(at(-24)),
+            observed_at: at(99),
+        }
+    }
+
+    fn usage(subject: &str, resource: &str, last_used_at: DateTime<Utc>) -> UsageRecord {
+        UsageRecord {
+            app: "github".into(),
+            subject: subject.into(),
+            kind: "repository".into(),
+            resource: resource.into(),
+            last_used_at,
+        }
+    }
+
+    fn run(id: &str, started_at: DateTime<Utc>) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            started_at,
+            finished_at: None,
+            policy_hash: Some("p1".into()),
+            summary: serde_json::Value::Null,
+        }
+    }
+
+    fn action(run_id: &str, index: u32, outcome: &str) -> ActionRecord {
+        ActionRecord {
+            run_id: run_id.into(),
+            index,
+            idempotency_key: format!("{run_id}-{index}-abcdef012345"),
+            op: "grant".into(),
+            person: Some("E1001".into()),
+            target: target("github", "repository", "acme/api"),
+            subject: "gh-E1001".into(),
+            level: Some("write".into()),
+            reason: "policy platform-engineer".into(),
+            outcome: outcome.into(),
+            attempts: 1,
+            detail: json!({ "http": [] }),
+            finished_at: at(2),
+        }
+    }
+
+    fn new_approval(person: &str, level: Option<&str>) -> NewApproval {
+        NewApproval {
+            person: person.into(),
+            op: "grant".into(),
+            target: target(
+                "aws-staging",
+                "managed-policy",
+                "arn:aws:iam::aws:policy/Admin",
+            ),
+            subject: "josh".into(),
+            level: level.map(String::from),
+            rules: vec!["platform-oncall".into()],
+            why: "sensitive entitlement".into(),
+            requested_at: at(3),
+            policy_hash: "p1".into(),
+        }
+    }
+
+    fn raw(store: &SqliteStore, sql: &str) -> String {
+        store
+            .conn
+            .lock()
+            .query_row(sql, [], |row| row.get(0))
+            .expect("raw query")
+    }
+
+    // ---- opening ----
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS
+            .validate()
+            .expect("migrations apply to an empty database");
+    }
+
+    #[test]
+    fn open_creates_the_directory_and_migrates_from_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/deeper/state.db");
+        let store = SqliteStore::open(&path).expect("open");
+        assert!(path.exists());
+        assert_eq!(store.db(), path.display().to_string());
+        let conn = store.conn.lock();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version");
+        assert_eq!(version, SqliteStore::SCHEMA_VERSION as i64);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("journal_mode");
+        assert_eq!(mode, "wal");
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .expect("foreign_keys");
+        assert_eq!(fk, 1);
+        let app_id: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .expect("application_id");
+        assert_eq!(app_id, APPLICATION_ID);
+    }
+
+    #[test]
+    fn reopen_keeps_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let repo = target("github", "repository", "acme/api");
+        store
+            .upsert_people(&[person("E1001", "Platform")])
+            .expect("people");
+        store
+            .replace_desired(
+                "p1",
+                at(1),
+                &[desired("E1001", repo.clone(), Some("write"))],
+            )
+            .expect("desired");
+        let mut grant = managed("E1001", repo.clone(), Some("write"));
+        grant.expires_at = Some(at(9));
+        store.record_managed(&grant).expect("managed");
+        store
+            .add_hold(&hold("E1001", repo.clone(), HoldReason::Dormant))
+            .expect("hold");
+        store
+            .replace_observed(
+                "github",
+                "repository",
+                at(1),
+                &[observed(repo, "gh-E1001", None)],
+            )
+            .expect("observed");
+        store
+            .import_usage(&[usage("gh-E1001", "acme/api", at(-5))])
+            .expect("usage");
+        store.begin_run(&run("run-1", at(1))).expect("run");
+        store
+            .record_action(&action("run-1", 0, "verified"))
+            .expect("action");
+        store
+            .finish_run("run-1", at(2), &json!({ "verified": 1 }))
+            .expect("finish");
+        let approval = store
+            .request_approval(&new_approval("E1001", None))
+            .expect("approval");
+
+        let before = (
+            store.people().expect("people"),
+            store.desired().expect("desired"),
+            store.managed().expect("managed"),
+            store.holds().expect("holds"),
+            store.observed().expect("observed"),
+            store.usage().expect("usage"),
+            store.runs().expect("runs"),
+            store.actions("run-1").expect("actions"),
+            store.approvals(None).expect("approvals"),
+        );
+        drop(store);
+
+        let store = SqliteStore::open(&path).expect("reopen");
+        let after = (
+            store.people().expect("people"),
+            store.desired().expect("desired"),
+            store.managed().expect("managed"),
+            store.holds().expect("holds"),
+            store.observed().expect("observed"),
+            store.usage().expect("usage"),
+            store.runs().expect("runs"),
+            store.actions("run-1").expect("actions"),
+            store.approvals(None).expect("approvals"),
+        );
+        assert_eq!(before, after);
+        assert_eq!(after.0, vec![person("E1001", "Platform")]);
+        assert_eq!(after.2, vec![grant]);
+        assert_eq!(after.8, vec![approval]);
+        assert_eq!(store.managed_count().expect("count"), 1);
+    }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_portcullis() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let newer = SqliteStore::SCHEMA_VERSION as i64 + 6;
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            store
+                .conn
+                .lock()
+                .pragma_update(None, "user_version", newer)
+                .expect("bump version");
+        }
+        let err = SqliteStore::open(&path).expect_err("newer schema refused");
+        assert!(
+            matches!(err, StateError::TooNew { found, known, .. } if found == newer && known == SqliteStore::SCHEMA_VERSION),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "state database {} is at schema version {newer}; this portcullis knows up to {}: upgrade portcullis",
+                path.display(),
+                SqliteStore::SCHEMA_VERSION
+            )
+        );
+        // Untouched: still at the newer version.
+        let conn = Connection::open(&path).expect("raw open");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version");
+        assert_eq!(version, newer);
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_a_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        std::fs::write(&path, "people:\n  - E1001\n".repeat(100)).expect("write");
+        let err = SqliteStore::open(&path).expect_err("not a database");
+        assert!(matches!(err, StateError::NotADatabase { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "{} is not a Portcullis state database (SQLite says: file is not a database)",
+                path.display()
+            )),
+            "{message}"
+        );
+        assert!(message.contains("move the file aside"), "{message}");
+        // The file is left as it was.
+        assert!(
+            std::fs::read_to_string(&path)
+                .expect("read")
+                .starts_with("people:")
+        );
+    }
+
+    #[test]
+    fn refuses_another_programs_sqlite_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+
+        let tables = dir.path().join("other.db");
+        Connection::open(&tables)
+            .expect("raw open")
+            .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY);")
+            .expect("create");
+        let err = SqliteStore::open(&tables).expect_err("foreign tables");
+        assert!(
+            err.to_string()
+                .contains("a SQLite database with 1 tables of its own and no Portcullis schema"),
+            "{err}"
+        );
+
+        let tagged = dir.path().join("tagged.db");
+        Connection::open(&tagged)
+            .expect("raw open")
+            .pragma_update(None, "application_id", 0x1234)
+            .expect("tag");
+        let err = SqliteStore::open(&tagged).expect_err("foreign application id");
+        assert!(
+            err.to_string()
+                .contains("the SQLite database of another program (application_id 0x1234)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_parent_that_cannot_be_created_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").expect("write");
+        let path = file.join("sub/state.db");
+        let err = SqliteStore::open(&path).expect_err("parent is a file");
+        assert!(matches!(err, StateError::CreateDir { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_stores_share_one_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let a = SqliteStore::open(&path).expect("open a");
+        let b = SqliteStore::open(&path).expect("open b");
+        a.upsert_people(&[person("E1", "Data")]).expect("write a");
+        b.upsert_people(&[person("E2", "Data")]).expect("write b");
+        let ids: Vec<String> = a
+            .people()
+            .expect("read")
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, ["E1", "E2"]);
+    }
+
+    #[test]
+    fn the_store_is_a_shareable_trait_object() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<SqliteStore>();
+        let store: Box<dyn StateStore> = Box::new(store());
+        assert_eq!(store.managed_count().expect("count"), 0);
+    }
+
+    // ---- people ----
+
+    #[test]
+    fn people_are_upserted_by_id_and_listed_by_id() {
+        let store = store();
+        store
+            .upsert_people(&[
+                person("E2", "Data"),
+                person("E10", "Sales"),
+                person("E1", "Platform"),
+            ])
+            .expect("insert");
+        let mut moved = person("E1", "Data");
+        moved.status = PersonRecord::TERMINATED.into();
+        moved.accounts.clear();
+        moved.name = None;
+        moved.updated_at = at(48);
+        store.upsert_people(&[moved.clone()]).expect("update");
+
+        let people = store.people().expect("people");
+        let ids: Vec<&str> = people.iter().map(|p| p.id.as_str()).collect();
+        // Byte-wise, like Rust's String order.
+        assert_eq!(ids, ["E1", "E10", "E2"]);
+        assert_eq!(people[0], moved);
+        assert_eq!(people[2], person("E2", "Data"));
+    }
+
+    #[test]
+    fn a_person_with_an_unknown_status_is_refused_and_nothing_is_written() {
+        let store = store();
+        let mut odd = person("E2", "Data");
+        odd.status = "on-leave".into();
+        let err = store
+            .upsert_people(&[person("E1", "Data"), odd])
+            .expect_err("bad status");
+        assert_eq!(
+            err.to_string(),
+            "cannot record people in :memory:: person E2 has status `on-leave`: expected `active` or `terminated`"
+        );
+        assert!(store.people().expect("people").is_empty());
+    }
+
+    // ---- desired ----
+
+    #[test]
+    fn replace_desired_replaces_the_snapshot_and_stamps_every_row() {
+        let store = store();
+        let api = target("github", "repository", "acme/api");
+        let web = target("github", "repository", "acme/web");
+        let slack = target("slack", "channel", "#platform");
+        store
+            .replace_desired(
+                "old",
+                at(0),
+                &[
+                    desired("E1", api.clone(), Some("write")),
+                    desired("E9", web.clone(), None),
+                ],
+            )
+            .expect("first");
+        let mut sensitive = desired("E1", slack.clone(), None);
+        sensitive.sensitive = true;
+        store
+            .replace_desired(
+                "new",
+                at(1),
+                &[
+                    desired("E2", web.clone(), Some("read")),
+                    sensitive,
+                    desired("E1", api.clone(), Some("admin")),
+                ],
+            )
+            .expect("second");
+
+        let rows = store.desired().expect("desired");
+        let keys: Vec<(&str, &Target)> = rows
+            .iter()
+            .map(|r| (r.person.as_str(), &r.target))
+            .collect();
+        assert_eq!(keys, [("E1", &api), ("E1", &slack), ("E2", &web)]);
+        assert!(
+            rows.iter()
+                .all(|r| r.policy_hash == "new" && r.computed_at == at(1))
+        );
+        assert_eq!(rows[0].level.as_deref(), Some("admin"));
+        assert!(rows[1].sensitive);
+        assert_eq!(rows[1].rules, ["platform-engineer"]);
+    }
+
+    #[test]
+    fn a_duplicate_desired_row_is_refused_and_the_old_snapshot_kept() {
+        let store = store();
+        let api = target("github", "repository", "acme/api");
+        store
+            .replace_desired("old", at(0), &[desired("E1", api.clone(), Some("write"))])
+            .expect("first");
+        let err = store
+            .replace_desired(
+                "new",
+                at(1),
+                &[
+                    desired("E1", api.clone(), Some("read")),
+                    desired("E1", api.clone(), None),
+                ],
+            )
+            .expect_err("duplicate");
+        assert!(matches!(err, StateError::Invalid { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("two rows for person E1 on github repository acme/api"),
+            "{err}"
+        );
+        let rows = store.desired().expect("desired");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].policy_hash, "old");
+    }
+
+    // ---- managed ----
+
+    #[test]
+    fn managed_grants_are_upserted_counted_and_forgotten() {
+        let store = store();
+        let api = target("github", "repository", "acme/api");
+        let admin = target(
+            "aws-staging",
+            "managed-policy",
+            "arn:aws:iam::aws:policy/Admin",
+        );
+        let mut pending = managed("E2", api.clone(), Some("read"));
+        pending.status = ManagedStatus::Pending;
+        store.record_managed(&pending).expect("pending");
+        store
+            .record_managed(&managed("E1", api.clone(), Some("write")))
+            .expect("api");
+        let mut timed = managed("E1", admin.clone(), None);
+        timed.expires_at = Some(at(9));
+        store.record_managed(&timed).expect("admin");
+        assert_eq!(store.managed_count().expect("count"), 3);
+
+        // Same (person, target): replaced, not added.
+        let mut active = pending.clone();
+        active.status = ManagedStatus::Active;
+        active.level = Some("write".into());
+        active.run_id = "run-2".into();
+        store.record_managed(&active).expect("upsert");
+        assert_eq!(store.managed_count().expect("count"), 3);
+
+        let grants = store.managed().expect("managed");
+        let keys: Vec<(&str, &Target)> = grants
+            .iter()
+            .map(|g| (g.person.as_str(), &g.target))
+            .collect();
+        assert_eq!(keys, [("E1", &admin), ("E1", &api), ("E2", &api)]);
+        assert_eq!(grants[0], timed);
+        assert_eq!(grants[2], active);
+
+        assert!(store.forget_managed("E1", &api).expect("forget"));
+        assert!(!store.forget_managed("E1", &api).expect("forget again"));
+        assert!(!store.forget_managed("E3", &admin).expect("never managed"));
+        assert_eq!(store.managed_count().expect("count"), 2);
+        let left: Vec<(String, Target)> = store
+            .managed()
+            .expect("managed")
+            .into_iter()
+            .map(|g| (g.person, g.target))
+            .collect();
+        assert_eq!(left, [("E1".to_string(), admin), ("E2".to_string(), api)]);
+    }
+
+    // ---- holds ----
+
+    #[test]
+    fn holds_are_added_replaced_and_cleared() {
+        let store = store();
+        let api = target("github", "repository", "acme/api");
+        let admin = target("aws-staging", "managed-policy", "Admin");
+        store
+            .add_hold(&hold("E2", api.clone(), HoldReason::Expired))
+            .expect("hold");
+        store
+            .add_hold(&hold("E1", api.clone(), HoldReason::Expired))
+            .expect("hold");
+        store
+            .add_hold(&hold("E1", admin.clone(), HoldReason::Expired))
+            .expect("hold");
+        let mut dormant = hold("E1", api.clone(), HoldReason::Dormant);
+        dormant.since = at(30);
+        dormant.detail = "unused for 132 days".into();
+        store.add_hold(&dormant).expect("replace");
+
+        let holds = store.holds().expect("holds");
+        assert_eq!(holds.len(), 3);
+        assert_eq!(holds[0].target, admin);
+        assert_eq!(holds[1], dormant);
+        assert_eq!(holds[2].person, "E2");
+
+        assert!(store.clear_hold("E1", &api).expect("clear"));
+        assert!(!store.clear_hold("E1", &api).expect("clear again"));
+        let left: Vec<(String, Target)> = store
+            .holds()
+            .expect("holds")
+            .into_iter()
+            .map(|h| (h.person, h.target))
+            .collect();
+        assert_eq!(left, [("E1".to_string(), admin), ("E2".to_string(), api)]);
+    }
+
+    // ---- observed ----
+
+    #[test]
+    fn replace_observed_replaces_only_that_app_and_kind() {
+        let store = store();
+        let api = target("github", "repository", "acme/api");
+        let web = target("github", "repository", "acme/web");
+        let team = target("github", "team", "platform");
+        let channel = target("slack", "channel", "#platform");
+        store
+            .replace_observed(
+                "github",
+                "repository",
+                at(0),
+                &[
+                    observed(web.clone(), "bob", Some("read")),
+                    observed(api.clone(), "alice", Some("write")),
+                ],
+            )
+            .expect("repos");
+        store
+            .replace_observed(
+                "github",
+                "team",
+                at(0),
+                &[observed(team.clone(), "alice", None)],
+            )
+            .expect("teams");
+        store
+            .replace_observed(
+                "slack",
+                "channel",
+                at(0),
+                &[observed(channel.clone(), "U1", None)],
+            )
+            .expect("channels");
+
+        // A new repository listing: bob lost acme/web, carol appeared, alice listed twice.
+        let mut invited = observed(api.clone(), "carol", Some("read"));
+        invited.pending = true;
+        invited.last_used_at = None;
+        store
+            .replace_observed(
+                "github",
+                "repository",
+                at(6),
+                &[
+                    observed(api.clone(), "alice", Some("read")),
+                    invited.clone(),
+                    observed(api.clone(), "alice", Some("admin")),
+                ],
+            )
+            .expect("new repos");
+
+        let rows = store.observed().expect("observed");
+        let keys: Vec<(&Target, &str)> = rows
+            .iter()
+            .map(|r| (&r.target, r.subject.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (&api, "alice"),
+                (&api, "carol"),
+                (&team, "alice"),
+                (&channel, "U1")
+            ]
+        );
+        // The later duplicate wins; the call's observed_at is stored.
+        assert_eq!(rows[0].level.as_deref(), Some("admin"));
+        assert_eq!(rows[0].observed_at, at(6));
+        assert_eq!(
+            rows[1],
+            ObservedGrant {
+                observed_at: at(6),
+                ..invited
+            }
+        );
+        // Other kinds and apps untouched.
+        assert_eq!(rows[2].observed_at, at(0));
+        assert_eq!(rows[3].observed_at, at(0));
+
+        // An empty listing empties that app+kind only.
+        store
+            .replace_observed("github", "repository", at(7), &[])
+            .expect("empty");
+        assert_eq!(store.observed().expect("observed").len(), 2);
+    }
+
+    #[test]
+    fn an_observed_grant_of_another_app_or_kind_is_refused() {
+        let store = store();
+        let api = target("github", "repository", "acme/api");
+        store
+            .replace_observed(
+                "github",
+                "repository",
+                at(0),
+                &[observed(api.clone(), "alice", None)],
+            )
+            .expect("repos");
+        let err = store
+            .replace_observed(
+                "github",
+                "team",
+                at(1),
+                &[
+                    observed(target("github", "team", "x"), "a", None),
+                    observed(api, "bob", None),
+                ],
+            )
+            .expect_err("stray kind");
+        assert_eq!(
+            err.to_string(),
+            "cannot replace observed team grants of github in :memory:: grant 1 of the listing is on github repository acme/api, which is not a team of github: each call replaces one app's grants of one kind"
+        );
+        assert_eq!(store.observed().expect("observed").len(), 1);
+    }
+
+    // ---- usage ----
+
+    #[test]
+    fn import_usage_keeps_the_latest_time_per_key() {
+        let store = store();
+        let changed = store
+            .import_usage(&[
+                usage("bob", "acme/web", at(-10)),
+                usage("alice", "acme/api", at(-48)),
+                usage("alice", "acme/api", at(-24)),
+                usage("alice", "acme/api", at(-72)),
+            ])
+            .expect("import");
+        // bob new, alice new, alice moved forward; the older alice record changes nothing.
+        assert_eq!(changed, 3);
+        // An older export changes nothing; a newer one moves forward.
+        assert_eq!(
+            store
+                .import_usage(&[
+                    usage("alice", "acme/api", at(-100)),
+                    usage("bob", "acme/web", at(-10))
+                ])
+                .expect("old"),
+            0
+        );
+        assert_eq!(
+            store
+                .import_usage(&[usage("bob", "acme/web", at(-1))])
+                .expect("newer"),
+            1
+        );
+        // Sub-second precision compares correctly (fixed-width text).
+        let later = at(-24) + chrono::Duration::microseconds(500);
+        assert_eq!(
+            store
+                .import_usage(&[usage("alice", "acme/api", later)])
+                .expect("sub-second"),
+            1
+        );
+        assert_eq!(
+            store.usage().expect("usage"),
+            [
+                usage("alice", "acme/api", later),
+                usage("bob", "acme/web", at(-1))
+            ]
+        );
+    }
+
+    // ---- runs and actions ----
+
+    #[test]
+    fn runs_and_actions_are_recorded_in_order() {
+        let store = store();
+        store.begin_run(&run("run-b", at(5))).expect("b");
+        store.begin_run(&run("run-a", at(9))).expect("a");
+        store.begin_run(&run("run-c", at(5))).expect("c");
+        store
+            .record_action(&action("run-b", 2, "alerted"))
+            .expect("2");
+        store
+            .record_action(&action("run-b", 0, "pending"))
+            .expect("0");
+        store
+            .record_action(&action("run-b", 1, "verified"))
+            .expect("1");
+        // Updating an action replaces its record.
+        let mut retried = action("run-b", 0, "verified");
+        retried.attempts = 3;
+        retried.person = None;
+        retried.op = "revoke".into();
+        store.record_action(&retried).expect("update 0");
+        store
+            .finish_run("run-b", at(6), &json!({ "verified": 2, "alerted": 1 }))
+            .expect("finish");
+
+        let runs = store.runs().expect("runs");
+        let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["run-b", "run-c", "run-a"]);
+        assert_eq!(runs[0].finished_at, Some(at(6)));
+        assert_eq!(runs[0].summary, json!({ "verified": 2, "alerted": 1 }));
+        assert_eq!(runs[1], run("run-c", at(5)));
+
+        let actions = store.actions("run-b").expect("actions");
+        assert_eq!(
+            actions,
+            [
+                retried,
+                action("run-b", 1, "verified"),
+                action("run-b", 2, "alerted")
+            ]
+        );
+        assert!(store.actions("run-a").expect("none").is_empty());
+        assert!(store.actions("no-such-run").expect("unknown").is_empty());
+    }
+
+    #[test]
+    fn run_misuse_is_refused() {
+        let store = store();
+        store.begin_run(&run("run-1", at(0))).expect("begin");
+        let err = store.begin_run(&run("run-1", at(1))).expect_err("twice");
+        assert_eq!(
+            err.to_string(),
+            "cannot begin run run-1 in :memory:: run run-1 was already begun at 2027-03-01T00:00:00Z: every run needs a new id"
+        );
+        store
+            .finish_run("run-1", at(1), &json!({}))
+            .expect("finish");
+        let err = store
+            .finish_run("run-1", at(2), &json!({}))
+            .expect_err("finish twice");
+        assert!(
+            err.to_string()
+                .ends_with("run run-1 already finished at 2027-03-01T01:00:00Z"),
+            "{err}"
+        );
+        let err = store
+            .finish_run("run-9", at(2), &json!({}))
+            .expect_err("unknown run");
+        assert!(matches!(err, StateError::NotFound { .. }), "{err:?}");
+        let err = store
+            .record_action(&action("run-9", 0, "verified"))
+            .expect_err("action of unknown run");
+        assert_eq!(
+            err.to_string(),
+            "cannot record action 0 of run run-9 in :memory:: there is no run run-9 (begin it before recording its actions)"
+        );
+        let mut bad = action("run-1", 0, "verified");
+        bad.op = "delete".into();
+        let err = store.record_action(&bad).expect_err("bad op");
+        assert!(matches!(err, StateError::Invalid { .. }), "{err:?}");
+        assert!(store.actions("run-1").expect("actions").is_empty());
+    }
+
+    // ---- approvals ----
+
+    #[test]
+    fn request_approval_is_idempotent_while_open() {
+        let store = store();
+        let first = store
+            .request_approval(&new_approval("E1001", None))
+            .expect("first");
+        assert_eq!(first.id, 1);
+        assert_eq!(first.status, ApprovalStatus::Pending);
+        assert_eq!(first.requested_at, at(3));
+        assert_eq!(first.decided_by, None);
+
+        // Asked again (a later plan, other wording): the same request comes back unchanged.
+        let mut again = new_approval("E1001", None);
+        again.requested_at = at(4);
+        again.why = "sensitive entitlement (re-planned)".into();
+        assert_eq!(store.request_approval(&again).expect("again"), first);
+
+        // A different level, person or op is a different request.
+        let level = store
+            .request_approval(&new_approval("E1001", Some("read")))
+            .expect("level");
+        assert_eq!(level.id, 2);
+        let other = store
+            .request_approval(&new_approval("E2002", None))
+            .expect("other person");
+        assert_eq!(other.id, 3);
+        let mut revoke = new_approval("E1001", None);
+        revoke.op = "revoke".into();
+        revoke.why = "dormant 132 days".into();
+        assert_eq!(store.request_approval(&revoke).expect("revoke").id, 4);
+
+        // Approved still counts as open.
+        let approved = store
+            .decide(first.id, true, "alice", None, at(5))
+            .expect("approve");
+        assert_eq!(
+            store
+                .request_approval(&new_approval("E1001", None))
+                .expect("after approve"),
+            approved
+        );
+        // Denied and done do not: asking again creates a new request.
+        store
+            .decide(level.id, false, "bob", Some("not needed"), at(5))
+            .expect("deny");
+        assert_eq!(
+            store
+                .request_approval(&new_approval("E1001", Some("read")))
+                .expect("after deny")
+                .id,
+            5
+        );
+        store.mark_approval_done(first.id).expect("done");
+        let fresh = store
+            .request_approval(&new_approval("E1001", None))
+            .expect("after done");
+        assert_eq!(fresh.id, 6);
+        assert_eq!(fresh.status, ApprovalStatus::Pending);
+
+        let mut bad = new_approval("E1001", None);
+        bad.op = "escalate".into();
+        assert!(matches!(
+            store.request_approval(&bad),
+            Err(StateError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn deciding_twice_is_refused_naming_the_first_decision() {
+        let store = store();
+        let request = store
+            .request_approval(&new_approval("E1001", None))
+            .expect("request");
+        let approved = store
+            .decide(request.id, true, "alice", Some("incident 42"), at(5))
+            .expect("approve");
+        assert_eq!(approved.status, ApprovalStatus::Approved);
+        assert_eq!(approved.decided_by.as_deref(), Some("alice"));
+        assert_eq!(approved.decision_reason.as_deref(), Some("incident 42"));
+        assert_eq!(approved.decided_at, Some(at(5)));
+        assert_eq!(
+            store.approval(request.id).expect("read"),
+            Some(approved.clone())
+        );
+
+        let err = store
+            .decide(request.id, false, "bob", None, at(6))
+            .expect_err("twice");
+        assert!(
+            matches!(
+                err,
+                StateError::AlreadyDecided {
+                    id: 1,
+                    status: ApprovalStatus::Approved,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot deny approval 1 in :memory:: approval 1 was already approved by alice at 2027-03-01T05:00:00Z (incident 42)"
+        );
+        // Unchanged.
+        assert_eq!(store.approval(request.id).expect("read"), Some(approved));
+
+        let denied = store
+            .request_approval(&new_approval("E2002", None))
+            .expect("request");
+        store
+            .decide(denied.id, false, "bob", None, at(7))
+            .expect("deny");
+        let err = store
+            .decide(denied.id, true, "carol", None, at(8))
+            .expect_err("approve a denied request");
+        assert!(
+            err.to_string()
+                .ends_with("approval 2 was already denied by bob at 2027-03-01T07:00:00Z"),
+            "{err}"
+        );
+
+        let err = store
+            .decide(99, true, "alice", None, at(8))
+            .expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            "cannot approve approval 99 in :memory:: there is no approval 99"
+        );
+        let err = store
+            .decide(
+                store
+                    .request_approval(&new_approval("E3003", None))
+                    .expect("request")
+                    .id,
+                true,
+                " ",
+                None,
+                at(8),
+            )
+            .expect_err("anonymous");
+        assert!(matches!(err, StateError::Invalid { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn only_approved_requests_are_marked_done() {
+        let store = store();
+        let request = store
+            .request_approval(&new_approval("E1001", None))
+            .expect("request");
+        let err = store.mark_approval_done(request.id).expect_err("pending");
+        assert_eq!(
+            err.to_string(),
+            "cannot mark approval 1 done in :memory:: approval 1 is pending, not approved: only an approved request is carried out"
+        );
+        store
+            .decide(request.id, true, "alice", None, at(5))
+            .expect("approve");
+        store.mark_approval_done(request.id).expect("done");
+        store
+            .mark_approval_done(request.id)
+            .expect("done again is a no-op");
+        let done = store.approval(request.id).expect("read").expect("exists");
+        assert_eq!(done.status, ApprovalStatus::Done);
+        assert_eq!(done.decided_by.as_deref(), Some("alice"));
+        let err = store
+            .decide(request.id, true, "bob", None, at(6))
+            .expect_err("decide a done request");
+        assert!(
+            err.to_string()
+                .ends_with("approved by alice at 2027-03-01T05:00:00Z and carried out"),
+            "{err}"
+        );
+        assert!(matches!(
+            store.mark_approval_done(42),
+            Err(StateError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn approvals_are_listed_in_order_and_filtered_by_status() {
+        let store = store();
+        let mut web = new_approval("E2", None);
+        web.target = target("github", "repository", "acme/web");
+        let e2 = store.request_approval(&web).expect("e2");
+        let mut api = new_approval("E1", None);
+        api.target = target("github", "repository", "acme/api");
+        let e1_api = store.request_approval(&api).expect("e1 api");
+        let e1_admin = store
+            .request_approval(&new_approval("E1", None))
+            .expect("e1 admin");
+        store
+            .decide(e1_admin.id, true, "alice", None, at(5))
+            .expect("approve");
+
+        let ids = |filter| -> Vec<i64> {
+            store
+                .approvals(filter)
+                .expect("approvals")
+                .into_iter()
+                .map(|a| a.id)
+                .collect()
+        };
+        // E1 on aws-staging, E1 on github, E2 on github.
+        assert_eq!(ids(None), [e1_admin.id, e1_api.id, e2.id]);
+        assert_eq!(ids(Some(ApprovalStatus::Pending)), [e1_api.id, e2.id]);
+        assert_eq!(ids(Some(ApprovalStatus::Approved)), [e1_admin.id]);
+        assert!(ids(Some(ApprovalStatus::Done)).is_empty());
+        assert_eq!(store.approval(77).expect("read"), None);
+    }
+
+    // ---- storage format ----
+
+    #[test]
+    fn times_are_stored_as_fixed_width_rfc3339_utc() {
+        let store = store();
+        let precise = at(1) + chrono::Duration::nanoseconds(123_456_789);
+        let mut record = person("E1", "Data");
+        record.updated_at = precise;
+        store.upsert_people(&[record]).expect("people");
+        assert_eq!(
+            raw(&store, "SELECT updated_at FROM people"),
+            "2027-03-01T01:00:00.123456Z"
+        );
+        // Read back to the microsecond.
+        assert_eq!(
+            store.people().expect("people")[0].updated_at,
+            at(1) + chrono::Duration::microseconds(123_456)
+        );
+        store.begin_run(&run("r", at(0))).expect("run");
+        assert_eq!(
+            raw(&store, "SELECT started_at FROM runs"),
+            "2027-03-01T00:00:00.000000Z"
+        );
+        assert_eq!(raw(&store, "SELECT summary FROM runs"), "null");
+    }
+
+    #[test]
+    fn lookups_use_their_indexes() {
+        let store = store();
+        let conn = store.conn.lock();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("explain");
+            let details: Vec<String> = stmt
+                .query_map([], |row| row.get::<_, String>(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            details.join("; ")
+        };
+        let open = plan(
+            "SELECT id FROM approvals WHERE person = 'a' AND op = 'grant' AND app = 'b' \
+             AND kind = 'c' AND resource = 'd' AND COALESCE(level, '') = COALESCE(NULL, '') \
+             AND status IN ('pending', 'approved')",
+        );
+        assert!(open.contains("approvals_one_open"), "{open}");
+        let by_status = plan(
+            "SELECT id FROM approvals WHERE status = 'pending' \
+             ORDER BY person, app, kind, resource, op, id",
+        );
+        assert!(by_status.contains("approvals_by_status"), "{by_status}");
+        assert!(!by_status.contains("TEMP B-TREE"), "{by_status}");
+        let managed = plan("SELECT * FROM managed ORDER BY person, app, kind, resource");
+        assert!(!managed.contains("TEMP B-TREE"), "{managed}");
+        let observed = plan("DELETE FROM observed WHERE app = 'a' AND kind = 'b'");
+        assert!(observed.contains("USING INDEX"), "{observed}");
+        let actions = plan("SELECT * FROM actions WHERE run_id = 'r' ORDER BY idx");
+        assert!(!actions.contains("TEMP B-TREE"), "{actions}");
+        let runs = plan("SELECT * FROM runs ORDER BY started_at, id");
+        assert!(runs.contains("runs_by_start"), "{runs}");
+    }
+
+    #[test]
+    fn an_unreadable_stored_value_names_the_column() {
+        let store = store();
+        store
+            .upsert_people(&[person("E1", "Data")])
+            .expect("people");
+        store
+            .conn
+            .lock()
+            .execute("UPDATE people SET updated_at = 'yesterday'", [])
+            .expect("corrupt");
+        let err = store.people().expect_err("unreadable");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("cannot read people in :memory:: "),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "column `updated_at` holds an unreadable value: `yesterday` is not an RFC 3339 time"
+            ),
+            "{message}"
+        );
+    }
+}
