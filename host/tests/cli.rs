@@ -400,3 +400,244 @@ resource = "acme/platform-infra"
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("bad.toml"));
 }
+
+const CLI_POLICY: &str = r#"
+[[rule]]
+name = "platform"
+when = 'person.department == "Platform"'
+
+[[rule.grant]]
+app = "github-acme"
+kind = "repository"
+resource = "acme/platform-api"
+level = "maintain"
+
+[[rule.grant]]
+app = "github-acme"
+kind = "repository"
+resource = "acme/platform-infra"
+level = "admin"
+sensitive = true
+"#;
+
+const CLI_PEOPLE: &str = r#"{ "people": [
+  { "id": "E1", "name": "Hu Bot", "attributes": { "department": "Platform" },
+    "accounts": { "github-acme": "hubot" } },
+  { "id": "E2", "name": "Mona", "attributes": { "department": "Sales" },
+    "accounts": { "github-acme": "monalisa" } }
+] }"#;
+
+fn write_policy_config(dir: &Path, base_url: &str, policy: &str) {
+    write_config(dir, base_url);
+    let config = std::fs::read_to_string(dir.join("portcullis.toml")).expect("config");
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        format!(
+            "[state]\npath = \"state/portcullis.db\"\n[policy]\npath = \"policy.toml\"\n[people]\ndirectory = \"people.json\"\n{config}"
+        ),
+    )
+    .expect("config");
+    std::fs::write(dir.join("policy.toml"), policy).expect("policy");
+    std::fs::write(dir.join("people.json"), CLI_PEOPLE).expect("people");
+}
+
+#[tokio::test]
+async fn plan_apply_approve_and_apply_again_from_a_policy() {
+    let sim = github_demo().await.expect("simulator");
+    // Already a collaborator: the grant applies at once instead of inviting.
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    sim.set_collaborator("acme/platform-infra", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_policy_config(dir.path(), &sim.base_url(), CLI_POLICY);
+
+    let output = portcullis(dir.path(), &["plan", "--at", "2027-01-04"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("# E1 Hu Bot (active; rules: platform)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ repository acme/platform-api maintain  [hubot]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("? repository acme/platform-infra admin  [hubot]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 1 to grant, 0 to change, 0 to revoke, 1 awaiting approval"),
+        "{text}"
+    );
+    assert!(
+        sim.requests().iter().all(|r| r.method == "GET"),
+        "plan changes nothing"
+    );
+    assert!(
+        dir.path().join("state/portcullis.db").is_file(),
+        "state created on first run"
+    );
+
+    let output = portcullis(
+        dir.path(),
+        &["--json", "apply", "--at", "2027-01-04", "--run-id", "p1"],
+    )
+    .await;
+    let doc = stdout_json(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "awaiting approval is pending: {doc}"
+    );
+    assert_eq!(
+        doc["run"]["actions"].as_array().map(Vec::len),
+        Some(1),
+        "{doc}"
+    );
+    let approval = doc["approvals_requested"][0]["id"]
+        .as_i64()
+        .expect("approval id");
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "hubot")
+            .as_deref(),
+        Some("maintain")
+    );
+    assert_eq!(
+        sim.collaborator_role("acme/platform-infra", "hubot")
+            .as_deref(),
+        Some("read")
+    );
+
+    let output = portcullis(dir.path(), &["approvals"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("acme/platform-infra") && text.contains("pending"),
+        "{text}"
+    );
+
+    let id = approval.to_string();
+    let output = portcullis(
+        dir.path(),
+        &["approve", &id, "--by", "carol", "--reason", "on-call lead"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
+    assert!(
+        audit.lines().any(|l| l.contains("\"approval-decided\"")
+            && l.contains("carol")
+            && l.contains("on-call lead")),
+        "the decision is audited"
+    );
+    let output = portcullis(
+        dir.path(),
+        &["approve", &id, "--by", "dave", "--reason", "again"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "deciding twice is refused");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("already"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let output = portcullis(dir.path(), &["apply", "--at", "2027-01-05"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("approved by carol"), "{text}");
+    assert_eq!(
+        sim.collaborator_role("acme/platform-infra", "hubot")
+            .as_deref(),
+        Some("admin")
+    );
+
+    // Nothing left to do.
+    let output = portcullis(dir.path(), &["--json", "plan", "--at", "2027-01-06"]).await;
+    let doc = stdout_json(&output);
+    assert_eq!(doc["plan"]["summary"]["keep"], 2, "{doc}");
+    assert_eq!(doc["plan"]["summary"]["grant"], 0, "{doc}");
+}
+
+#[tokio::test]
+async fn bad_policies_are_refused_before_anything_runs() {
+    let sim = github_demo().await.expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let unknown_app = CLI_POLICY.replacen("app = \"github-acme\"", "app = \"gitlab\"", 1);
+    write_policy_config(dir.path(), &sim.base_url(), &unknown_app);
+    let output = portcullis(dir.path(), &["apply"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("gitlab") && stderr.contains("github-acme"),
+        "{stderr}"
+    );
+
+    let unknown_level = CLI_POLICY.replace("level = \"maintain\"", "level = \"owner\"");
+    write_policy_config(dir.path(), &sim.base_url(), &unknown_level);
+    let output = portcullis(dir.path(), &["plan"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("owner") && stderr.contains("maintain"),
+        "{stderr}"
+    );
+
+    let syntax = CLI_POLICY.replace(
+        "when = 'person.department == \"Platform\"'",
+        "when = '''\nperson.department == \"Platform\" &&\n  person.team == )\n'''",
+    );
+    write_policy_config(dir.path(), &sim.base_url(), &syntax);
+    let output = portcullis(dir.path(), &["plan"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("policy.toml:6:"),
+        "line and column in the file: {stderr}"
+    );
+
+    let missing = CLI_POLICY.replace(
+        "person.department == \"Platform\"",
+        "person.team == \"sre\"",
+    );
+    write_policy_config(dir.path(), &sim.base_url(), &missing);
+    let output = portcullis(dir.path(), &["plan"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`team`") && stderr.contains("E1 (Hu Bot)"),
+        "{stderr}"
+    );
+
+    let conflict = format!(
+        "{CLI_POLICY}\n[[rule]]\nname = \"no-infra\"\nwhen = 'person.department == \"Platform\"'\n\n[[rule.deny]]\napp = \"github-acme\"\nkind = \"repository\"\nresource = \"acme/platform-api\"\n"
+    );
+    write_policy_config(dir.path(), &sim.base_url(), &conflict);
+    let output = portcullis(dir.path(), &["plan"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("platform") && stderr.contains("no-infra"),
+        "conflict names both rules: {stderr}"
+    );
+
+    assert!(
+        sim.requests().iter().all(|r| r.method == "GET"),
+        "nothing was changed"
+    );
+}

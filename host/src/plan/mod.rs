@@ -22,6 +22,8 @@
 
 pub mod execute;
 pub mod render;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
