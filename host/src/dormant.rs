@@ -269,7 +269,16 @@ mod tests {
             observed_at: now,
         };
         let old_usage = [used("github", "acme/x", at(2026, 2, 1))];
-        assert!(dormant(&[grant.clone()], &[observed], &old_usage, 90, now).is_empty());
+        assert!(
+            dormant(
+                std::slice::from_ref(&grant),
+                &[observed],
+                &old_usage,
+                90,
+                now
+            )
+            .is_empty()
+        );
         assert_eq!(dormant(&[grant], &[], &old_usage, 90, now).len(), 1);
     }
 

@@ -351,7 +351,12 @@ pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool
         },
     });
     if let Err(e) = audited {
-        eprintln!("warning: the decision is recorded in state but could not be audited: {e}");
+        // The decision stands (state has it), but an unaudited decision must be loud.
+        eprintln!(
+            "error: approval {} is {decision} in state but could not be audited: {e}; fix the audit sink and record the decision by hand",
+            decided.id
+        );
+        return Exit::ActionFailed;
     }
     if json {
         emit(&json!({ "ok": true, "exit": 0, "approval": decided }));
@@ -601,9 +606,8 @@ fn print_drift(title: &str, items: &[DriftItem]) {
     println!("{title}: {}", items.len());
     for i in items {
         println!(
-            "  {} {} [{}{}] held {} wanted {}: {}",
+            "  {} [{}{}] held {} wanted {}: {}",
             i.target,
-            "",
             i.subject,
             i.person
                 .as_deref()

@@ -204,10 +204,8 @@ pub async fn apply_plan(
                         policy_hash: plan.policy_hash.clone(),
                     })?);
                 }
-                ChangeOp::LiftHold => {
-                    if store.clear_hold(&person.id, &change.target)? {
-                        lifted_holds += 1;
-                    }
+                ChangeOp::LiftHold if store.clear_hold(&person.id, &change.target)? => {
+                    lifted_holds += 1;
                 }
                 _ => {}
             }

@@ -230,7 +230,11 @@ pub fn plan(
             .or_default()
             .insert(&hold.target, hold);
     }
-    let approvals = Approvals::index(&state.approvals);
+    let judge = Judge {
+        approvals: Approvals::index(&state.approvals),
+        catalog,
+        at,
+    };
 
     let ids: BTreeSet<&str> = people
         .people
@@ -269,14 +273,12 @@ pub fn plan(
             }));
         }
         let person_plan = plan_person(
+            &judge,
             id,
             person,
             evaluated.as_ref().map(|e| (&e.grants, &e.matched_rules)),
             managed.get(id).unwrap_or(&empty_managed),
             holds.get(id).unwrap_or(&empty_holds),
-            &approvals,
-            catalog,
-            at,
         );
         if !person_plan.changes.is_empty() {
             plans.push(person_plan);
@@ -339,7 +341,7 @@ impl<'a> Approvals<'a> {
                 .push(a);
         }
         for list in by_change.values_mut() {
-            list.sort_by(|x, y| y.id.cmp(&x.id));
+            list.sort_by_key(|a| std::cmp::Reverse(a.id));
         }
         Approvals { by_change }
     }
@@ -361,15 +363,20 @@ impl<'a> Approvals<'a> {
     }
 }
 
+/// What every person's plan is judged against.
+struct Judge<'a> {
+    approvals: Approvals<'a>,
+    catalog: &'a BTreeMap<String, ConnectorInfo>,
+    at: DateTime<Utc>,
+}
+
 fn plan_person(
+    judge: &Judge<'_>,
     id: &str,
     person: Option<&Person>,
     evaluated: Option<(&BTreeMap<Target, DesiredGrant>, &Vec<String>)>,
     managed: &BTreeMap<&Target, &ManagedGrant>,
     holds: &BTreeMap<&Target, &Hold>,
-    approvals: &Approvals<'_>,
-    catalog: &BTreeMap<String, ConnectorInfo>,
-    at: DateTime<Utc>,
 ) -> PersonPlan {
     let empty = BTreeMap::new();
     let (desired, matched) = match evaluated {
@@ -401,17 +408,8 @@ fn plan_person(
         let want = desired.get(target);
         let have = managed.get(target).copied();
         let hold = holds.get(target).copied();
-        if let Some(change) = plan_target(
-            id,
-            target,
-            want,
-            have,
-            hold,
-            approvals,
-            leaving_reason.as_deref(),
-            catalog,
-            at,
-        ) {
+        let current = Current { want, have, hold };
+        if let Some(change) = plan_target(judge, id, target, current, leaving_reason.as_deref()) {
             changes.push(change);
         }
     }
@@ -424,18 +422,22 @@ fn plan_person(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the policy wants, what Portcullis granted, and any hold, for one target.
+struct Current<'a> {
+    want: Option<&'a DesiredGrant>,
+    have: Option<&'a ManagedGrant>,
+    hold: Option<&'a Hold>,
+}
+
 fn plan_target(
+    judge: &Judge<'_>,
     person: &str,
     target: &Target,
-    want: Option<&DesiredGrant>,
-    have: Option<&ManagedGrant>,
-    hold: Option<&Hold>,
-    approvals: &Approvals<'_>,
+    current: Current<'_>,
     leaving: Option<&str>,
-    catalog: &BTreeMap<String, ConnectorInfo>,
-    at: DateTime<Utc>,
 ) -> Option<Change> {
+    let Current { want, have, hold } = current;
+    let (approvals, catalog, at) = (&judge.approvals, judge.catalog, judge.at);
     let change = |subject: &str, op: ChangeOp, level: Option<&String>, rules: &[String], why| {
         Some(Change {
             target: target.clone(),

@@ -79,7 +79,8 @@ fn render_change(out: &mut String, change: &Change) {
     let mut notes = Vec::new();
     // A revoke's `why` already names the rules that once granted it.
     let revoke = matches!(change.op, ChangeOp::Revoke { .. });
-    if !change.rules.is_empty() && !(revoke && change.why.contains("granted by")) {
+    let named_in_why = revoke && change.why.contains("granted by");
+    if !change.rules.is_empty() && !named_in_why {
         notes.push(format!("rule {}", change.rules.join(", ")));
     }
     if let ChangeOp::Grant {

@@ -95,6 +95,13 @@ impl SqliteStore {
         // Per connection, off by default in SQLite: actions must belong to a run.
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(|e| open_error(&db, e))?;
+        // WAL without an fsync per commit: a crash cannot corrupt the file, and a power
+        // loss can only drop the last commits, which the next plan heals (a grant made but
+        // not recorded is found present and recorded; a revoke is found absent). Measured
+        // 150 us per recorded grant with FULL, which dominates large applies
+        // (`cargo bench -p portcullis --bench plan`).
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| open_error(&db, e))?;
 
         let found: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
