@@ -53,7 +53,10 @@ fn catalog() -> BTreeMap<String, ConnectorInfo> {
                 )],
             ),
         ),
-        ("slack".to_owned(), info("slack", vec![kind("channel", &[])])),
+        (
+            "slack".to_owned(),
+            info("slack", vec![kind("channel", &[])]),
+        ),
         (
             "jira".to_owned(),
             info("jira", vec![kind("project-role", &[])]),
@@ -101,7 +104,12 @@ fn policy_text() -> String {
                             Some(["read", "write", "maintain", "admin"][(t + i) % 4]),
                         )
                     })
-                    .chain([grant("jira", "project-role", &format!("P{d}/Role{t}"), None)])
+                    .chain([grant(
+                        "jira",
+                        "project-role",
+                        &format!("P{d}/Role{t}"),
+                        None,
+                    )])
                     .collect(),
             ));
         }
@@ -144,7 +152,9 @@ fn grant(app: &str, kind: &str, resource: &str, level: Option<&str>) -> String {
     let level = level
         .map(|l| format!("level = \"{l}\"\n"))
         .unwrap_or_default();
-    format!("[[rule.grant]]\napp = \"{app}\"\nkind = \"{kind}\"\nresource = \"{resource}\"\n{level}\n")
+    format!(
+        "[[rule.grant]]\napp = \"{app}\"\nkind = \"{kind}\"\nresource = \"{resource}\"\n{level}\n"
+    )
 }
 
 fn directory_text() -> String {
@@ -261,7 +271,10 @@ fn main() {
         "plan: {PEOPLE} people x {RULES} rules -> {desired} desired grants ({:.1} per person)",
         desired as f64 / PEOPLE as f64
     );
-    println!("    policy parse + CEL compile:           {:>8.1} ms", ms(parse));
+    println!(
+        "    policy parse + CEL compile:           {:>8.1} ms",
+        ms(parse)
+    );
     println!(
         "    evaluation alone (baseline):          {:>8.1} ms",
         ms(evaluate)

@@ -64,7 +64,61 @@ async fn demo_runs_end_to_end_and_exits_zero() {
     );
     assert!(text.contains("verified"), "{text}");
     assert!(text.contains("pending"), "{text}");
-    assert!(text.contains("every step ended as expected"), "{text}");
+    // Every time is pinned, so the plans and outcomes are the same on every run.
+    for line in [
+        // The hire date's plan: Josh's grants from the embedded policy, without AWS.
+        "Plan at 2026-12-01T09:00:00+00:00 from policy host/src/cli/demo/policy.toml",
+        "# E1001 Josh Park (active; rules: engineering, platform-engineer)",
+        "+ repository acme/platform-api maintain  [josh-platform]",
+        "Plan: 22 to grant, 0 to change, 0 to revoke, 0 awaiting approval, 0 held, 0 unchanged.",
+        "AWS (aws-dev, aws-staging) is left out",
+        // Applying it: GitHub invites, the others verify.
+        "-> as expected: 14 verified, 8 pending (8 GitHub invitations), 0 alerted; 22 grants now managed",
+        // He accepts; the next apply re-checks.
+        "Josh accepts 8 invitations",
+        "-> as expected: 8 of 8 pending accepted, 8 re-checked, 8 verified; the next plan keeps 22 of 22",
+        // A grant made by hand: drift finds it, the correction revokes it.
+        "outside policy: 1",
+        "github repository acme/data-pipelines [josh-platform = E1001] held admin wanted no",
+        "correction revoked 1; josh-platform on acme/data-pipelines now: none",
+        // He leaves: the guard refuses, the override revokes everything.
+        "Plan: 0 to grant, 0 to change, 22 to revoke, 0 awaiting approval, 0 held, 0 unchanged.",
+        "refused: blast-radius guard",
+        "-> as expected: 22 of 22 revoked and verified; 0 managed grants left; Josh holds 0 grants in the apps",
+        "every step ended as expected",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(!text.contains("NOT AS EXPECTED"), "{text}");
+
+    // --json: one document, every step with its result.
+    let output = portcullis(dir.path(), &["--json", "demo"]).await;
+    let doc = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(0), "{doc}");
+    assert_eq!(doc["ok"], true, "{doc}");
+    let steps = doc["steps"].as_array().expect("steps");
+    let names: Vec<&str> = steps.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "check",
+            "plan-hire",
+            "apply-hire",
+            "recheck",
+            "drift",
+            "plan-leave",
+            "blast-radius-guard",
+            "apply-leave"
+        ],
+        "{doc}"
+    );
+    assert!(steps.iter().all(|s| s["ok"] == true), "{doc}");
+    assert_eq!(steps[1]["result"]["plan"]["summary"]["grant"], 22, "{doc}");
+    assert_eq!(
+        steps[4]["result"]["drift"]["outside_policy"][0]["target"]["resource"],
+        "acme/data-pipelines",
+        "{doc}"
+    );
 }
 
 #[tokio::test]
@@ -640,4 +694,143 @@ async fn bad_policies_are_refused_before_anything_runs() {
         sim.requests().iter().all(|r| r.method == "GET"),
         "nothing was changed"
     );
+}
+
+#[tokio::test]
+async fn discover_drift_and_dormant_from_the_command_line() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    sim.set_collaborator("acme/platform-infra", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Only the non-sensitive grant, so one apply settles everything.
+    let policy = CLI_POLICY.replace("sensitive = true", "");
+    write_policy_config(dir.path(), &sim.base_url(), &policy);
+    let output = portcullis(dir.path(), &["apply", "--at", "2027-01-04"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    let output = portcullis(dir.path(), &["discover", "--at", "2027-01-05"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("github-acme") && text.contains("2 resources in scope"),
+        "{text}"
+    );
+
+    // Someone adds Mona (Sales) by hand to a repository the policy manages.
+    sim.set_collaborator("acme/platform-api", "monalisa", "write");
+    let output = portcullis(dir.path(), &["drift", "--at", "2027-01-05"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("outside policy: 1"), "{text}");
+    assert!(text.contains("monalisa = E2"), "{text}");
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "monalisa")
+            .as_deref(),
+        Some("write"),
+        "report only"
+    );
+    // One revoke against two managed grants is over the 20% share: the guard stops it.
+    let output = portcullis(dir.path(), &["drift", "--apply", "--at", "2027-01-05"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("blast-radius"));
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "monalisa")
+            .as_deref(),
+        Some("write"),
+        "nothing ran"
+    );
+    let output = portcullis(
+        dir.path(),
+        &[
+            "drift",
+            "--apply",
+            "--allow-large-revoke",
+            "--at",
+            "2027-01-05",
+        ],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(sim.collaborator_role("acme/platform-api", "monalisa"), None);
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "hubot")
+            .as_deref(),
+        Some("maintain")
+    );
+
+    // Hubot has not used platform-infra since August: dormant, revoked once approved.
+    std::fs::write(
+        dir.path().join("usage.json"),
+        r#"{ "usage": [
+          { "app": "github-acme", "subject": "hubot", "kind": "repository",
+            "resource": "acme/platform-infra", "last_used_at": "2026-08-01" },
+          { "app": "github-acme", "subject": "hubot", "kind": "repository",
+            "resource": "acme/platform-api", "last_used_at": "2027-01-02" } ] }"#,
+    )
+    .expect("usage");
+    let output = portcullis(
+        dir.path(),
+        &[
+            "--json",
+            "dormant",
+            "--usage",
+            "usage.json",
+            "--at",
+            "2027-01-06",
+        ],
+    )
+    .await;
+    let doc = stdout_json(&output);
+    assert_eq!(doc["dormant"].as_array().map(Vec::len), Some(1), "{doc}");
+    assert_eq!(
+        doc["dormant"][0]["target"]["resource"], "acme/platform-infra",
+        "{doc}"
+    );
+    let id = doc["approvals"][0]["id"]
+        .as_i64()
+        .expect("approval")
+        .to_string();
+    let output = portcullis(
+        dir.path(),
+        &[
+            "approve",
+            &id,
+            "--by",
+            "carol",
+            "--reason",
+            "unused since August",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let output = portcullis(dir.path(), &["apply", "--at", "2027-01-07"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert_eq!(sim.collaborator_role("acme/platform-infra", "hubot"), None);
+    // Held: the rule still matches, but the grant does not come back.
+    let output = portcullis(dir.path(), &["plan", "--at", "2027-01-08"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("! repository acme/platform-infra"), "{text}");
+    assert!(text.contains("0 to grant"), "{text}");
 }

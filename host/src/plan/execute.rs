@@ -333,7 +333,8 @@ fn record(
         expires_at: match &change.op {
             ChangeOp::Grant { time_bound, .. }
             | ChangeOp::Raise { time_bound, .. }
-            | ChangeOp::Lower { time_bound, .. } => time_bound.map(|b| b.expires_at(at)),
+            | ChangeOp::Lower { time_bound, .. }
+            | ChangeOp::Recheck { time_bound, .. } => time_bound.map(|b| b.expires_at(at)),
             _ => None,
         },
         policy_hash: plan.policy_hash.clone(),
@@ -351,7 +352,7 @@ fn record(
         }
         (Op::Grant, ActionOutcome::Pending { .. }) => {
             let since = match change.op {
-                ChangeOp::Recheck { since } => since,
+                ChangeOp::Recheck { since, .. } => since,
                 _ => at,
             };
             store.record_managed(&managed(ManagedStatus::Pending, since))?;

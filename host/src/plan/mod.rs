@@ -83,7 +83,11 @@ pub enum ChangeOp {
         time_bound: Option<TimeBound>,
     },
     /// Granted but not in force yet (an invitation): granting again re-checks it.
-    Recheck { since: DateTime<Utc> },
+    Recheck {
+        since: DateTime<Utc>,
+        /// Counted from when the re-check verifies it, like a first grant.
+        time_bound: Option<TimeBound>,
+    },
     /// Taken away.
     Revoke {
         /// What the revoke leaves behind so the policy does not grant it again.
@@ -520,6 +524,7 @@ fn plan_target(
                 &want.subject,
                 ChangeOp::Recheck {
                     since: have.granted_at,
+                    time_bound: want.time_bound,
                 },
                 want.level.as_ref(),
                 &want.rules,

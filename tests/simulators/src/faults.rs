@@ -6,8 +6,9 @@
 //!   [`crate::Server::start_with_faults`]): connection resets, slow responses, vendor-shaped
 //!   5xx and rate-limit answers ([`FaultResponses`] phrases them), an enforced steady rate;
 //! - semantic faults, applied by each simulator on its write paths: a write acknowledged
-//!   but not applied ([`Faults::take_dropped_write`]) and a write applied only after a lag
-//!   ([`Faults::write_lag`]).
+//!   but not applied and a write applied only after a lag, decided once per successful
+//!   write by [`Faults::decide_write`] (each simulator then discards or defers the write
+//!   in its own way).
 //!
 //! Order in which the middleware decides, for each request (one decision under one lock):
 //! 1. the arrival is recorded ([`Faults::arrivals`]);
@@ -74,6 +75,19 @@ pub(crate) enum Verdict {
         delay: Option<Duration>,
         action: Action,
     },
+}
+
+/// What becomes of one write that would succeed ([`Faults::decide_write`]). Whatever
+/// the fate, the write is answered at once exactly as a success would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFate {
+    /// The write is applied now.
+    Stand,
+    /// The write is not applied at all ([`Faults::drop_writes`]).
+    Drop,
+    /// The write is not applied now; it is re-run against the state as it is `lag`
+    /// later ([`Faults::lag_writes`]).
+    Lag(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,25 +179,21 @@ impl Faults {
         };
     }
 
-    /// For simulator code, on a write that would succeed: `true` means this write must be
-    /// acknowledged exactly as a success would be, but not applied (uses up one dropped
-    /// write).
+    /// For simulator code, once per write that would succeed (a refused write must not
+    /// call it): what becomes of the write. A pending dropped write wins over lagging and
+    /// is used up ([`WriteFate::Drop`]); otherwise, while writes lag, [`WriteFate::Lag`]
+    /// (uses nothing up); otherwise [`WriteFate::Stand`].
     #[doc(hidden)]
-    pub fn take_dropped_write(&self) -> bool {
+    pub fn decide_write(&self) -> WriteFate {
         let mut inner = self.inner.lock();
         if inner.dropped_writes > 0 {
             inner.dropped_writes -= 1;
-            true
+            WriteFate::Drop
+        } else if let Some(lag) = inner.write_lag {
+            WriteFate::Lag(lag)
         } else {
-            false
+            WriteFate::Stand
         }
-    }
-
-    /// For simulator code: `Some(lag)` means answer the write at once and apply it `lag`
-    /// later.
-    #[doc(hidden)]
-    pub fn write_lag(&self) -> Option<Duration> {
-        self.inner.lock().write_lag
     }
 
     /// Whether any semantic (write) fault is pending, so a simulator can skip the work of
@@ -331,14 +341,50 @@ mod tests {
     fn writes() {
         let faults = Faults::new();
         assert!(!faults.write_faults_pending());
+        assert_eq!(faults.decide_write(), WriteFate::Stand);
         faults.drop_writes(1);
-        assert!(faults.take_dropped_write());
-        assert!(!faults.take_dropped_write());
+        assert!(faults.write_faults_pending());
+        assert_eq!(faults.decide_write(), WriteFate::Drop);
+        assert!(!faults.write_faults_pending());
+        assert_eq!(faults.decide_write(), WriteFate::Stand);
         faults.lag_writes(Duration::from_secs(1));
-        assert_eq!(faults.write_lag(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            faults.decide_write(),
+            WriteFate::Lag(Duration::from_secs(1))
+        );
         faults.clear();
-        assert_eq!(faults.write_lag(), None);
+        assert_eq!(faults.decide_write(), WriteFate::Stand);
         assert_eq!(retry_after_secs(Duration::from_millis(200)), 1);
         assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+    }
+
+    #[test]
+    fn dropped_writes_count_down_and_win_over_lagging_which_lasts() {
+        let lag = Duration::from_millis(250);
+        let faults = Faults::new();
+        faults.drop_writes(2);
+        faults.lag_writes(lag);
+        // Dropping wins while its count lasts, one per write...
+        assert_eq!(faults.decide_write(), WriteFate::Drop);
+        assert_eq!(faults.decide_write(), WriteFate::Drop);
+        // ...then lagging, which is not counted: every write lags until cleared.
+        for _ in 0..3 {
+            assert_eq!(faults.decide_write(), WriteFate::Lag(lag));
+        }
+        assert!(faults.write_faults_pending());
+        // A zero lag turns lagging off; writes then stand, and keep standing.
+        faults.lag_writes(Duration::ZERO);
+        assert!(!faults.write_faults_pending());
+        for _ in 0..3 {
+            assert_eq!(faults.decide_write(), WriteFate::Stand);
+        }
+        // A new count starts over; `drop_writes` sets the count, it does not add to it.
+        faults.drop_writes(3);
+        faults.drop_writes(1);
+        assert_eq!(faults.decide_write(), WriteFate::Drop);
+        assert_eq!(faults.decide_write(), WriteFate::Stand);
+        // Deciding writes touches no request fault or observation.
+        assert!(faults.arrivals().is_empty());
+        assert_eq!(faults.over_limit_responses(), 0);
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
-use crate::faults::Faults;
+use crate::faults::{Faults, WriteFate};
 
 /// A permission role, lowest to highest; `Owner` only through seeding or
 /// `transferOwnership`.
@@ -156,14 +156,16 @@ impl World {
         let Some(undo) = undo else {
             return;
         };
-        if self.faults.take_dropped_write() {
-            undo(self);
-        } else if let Some(lag) = self.faults.write_lag() {
-            undo(self);
-            self.later.push(Later {
-                lag,
-                apply: Box::new(redo),
-            });
+        match self.faults.decide_write() {
+            WriteFate::Stand => {}
+            WriteFate::Drop => undo(self),
+            WriteFate::Lag(lag) => {
+                undo(self);
+                self.later.push(Later {
+                    lag,
+                    apply: Box::new(redo),
+                });
+            }
         }
     }
 

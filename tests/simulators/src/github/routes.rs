@@ -20,7 +20,7 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::faults::{FaultResponses, Faults, retry_after_secs};
+use crate::faults::{FaultResponses, Faults, WriteFate, retry_after_secs};
 use crate::http;
 
 use super::json;
@@ -478,18 +478,17 @@ fn write_with_faults(world: &mut World, ctx: &Ctx, write: Write) -> Reply {
     if !reply.status.is_success() {
         return write.apply(world);
     }
-    if ctx.faults.take_dropped_write() {
-        return reply;
+    match ctx.faults.decide_write() {
+        WriteFate::Stand => *world = copy,
+        WriteFate::Drop => {}
+        WriteFate::Lag(lag) => {
+            let shared = Arc::clone(&ctx.world);
+            tokio::spawn(async move {
+                tokio::time::sleep(lag).await;
+                let _late = write.apply(&mut shared.lock());
+            });
+        }
     }
-    if let Some(lag) = ctx.faults.write_lag() {
-        let shared = Arc::clone(&ctx.world);
-        tokio::spawn(async move {
-            tokio::time::sleep(lag).await;
-            let _late = write.apply(&mut shared.lock());
-        });
-        return reply;
-    }
-    *world = copy;
     reply
 }
 

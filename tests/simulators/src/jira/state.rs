@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::faults::Faults;
+use crate::faults::{Faults, WriteFate};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -302,14 +302,16 @@ impl World {
         let Some(undo) = undo else {
             return;
         };
-        if self.faults.take_dropped_write() {
-            undo(self);
-        } else if let Some(lag) = self.faults.write_lag() {
-            undo(self);
-            self.later.push(Later {
-                lag,
-                apply: Box::new(redo),
-            });
+        match self.faults.decide_write() {
+            WriteFate::Stand => {}
+            WriteFate::Drop => undo(self),
+            WriteFate::Lag(lag) => {
+                undo(self);
+                self.later.push(Later {
+                    lag,
+                    apply: Box::new(redo),
+                });
+            }
         }
     }
 

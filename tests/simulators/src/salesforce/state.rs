@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::soql::Query;
-use crate::faults::Faults;
+use crate::faults::{Faults, WriteFate};
 
 /// A Salesforce error item: `{"message","errorCode","fields"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,14 +323,16 @@ impl World {
         let Some(undo) = undo else {
             return;
         };
-        if self.faults.take_dropped_write() {
-            undo(self);
-        } else if let Some(lag) = self.faults.write_lag() {
-            undo(self);
-            self.later.push(Later {
-                lag,
-                apply: Box::new(redo),
-            });
+        match self.faults.decide_write() {
+            WriteFate::Stand => {}
+            WriteFate::Drop => undo(self),
+            WriteFate::Lag(lag) => {
+                undo(self);
+                self.later.push(Later {
+                    lag,
+                    apply: Box::new(redo),
+                });
+            }
         }
     }
 

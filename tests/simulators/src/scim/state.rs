@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::faults::Faults;
+use crate::faults::{Faults, WriteFate};
 
 /// What removing a member who is not in the group answers; services differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,14 +197,16 @@ impl World {
         let Some(undo) = undo else {
             return;
         };
-        if self.faults.take_dropped_write() {
-            undo(self);
-        } else if let Some(lag) = self.faults.write_lag() {
-            undo(self);
-            self.later.push(Later {
-                lag,
-                apply: Box::new(redo),
-            });
+        match self.faults.decide_write() {
+            WriteFate::Stand => {}
+            WriteFate::Drop => undo(self),
+            WriteFate::Lag(lag) => {
+                undo(self);
+                self.later.push(Later {
+                    lag,
+                    apply: Box::new(redo),
+                });
+            }
         }
     }
 

@@ -17,7 +17,7 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
-use crate::faults::{FaultResponses, Faults, retry_after_secs};
+use crate::faults::{FaultResponses, Faults, WriteFate, retry_after_secs};
 use crate::http;
 
 use super::state::{Channel, Fail, Token, User, Usergroup, Workspace, cursor};
@@ -394,22 +394,21 @@ fn write_with_faults(
     if answer.is_err() {
         return dispatch(ws, caller, method, scopes, &args);
     }
-    if ctx.faults.take_dropped_write() {
-        return answer;
+    match ctx.faults.decide_write() {
+        WriteFate::Stand => *ws = copy,
+        WriteFate::Drop => {}
+        WriteFate::Lag(lag) => {
+            let shared = Arc::clone(&ctx.workspace);
+            let caller = caller.clone();
+            let method = method.to_owned();
+            tokio::spawn(async move {
+                tokio::time::sleep(lag).await;
+                if let Some(scopes) = scopes_of(&method) {
+                    let _late = dispatch(&mut shared.lock(), &caller, &method, &scopes, &args);
+                }
+            });
+        }
     }
-    if let Some(lag) = ctx.faults.write_lag() {
-        let shared = Arc::clone(&ctx.workspace);
-        let caller = caller.clone();
-        let method = method.to_owned();
-        tokio::spawn(async move {
-            tokio::time::sleep(lag).await;
-            if let Some(scopes) = scopes_of(&method) {
-                let _late = dispatch(&mut shared.lock(), &caller, &method, &scopes, &args);
-            }
-        });
-        return answer;
-    }
-    *ws = copy;
     answer
 }
 
