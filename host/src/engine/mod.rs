@@ -502,14 +502,14 @@ async fn attempt_once(
     let verdict = match spec.op {
         Op::Grant => {
             let write = host.grant(&spec.app, action).await;
-            report.http.extend(write.report.http.iter().cloned());
+            report.http.extend(write.report.http);
             match write.result {
                 Err(error) => return failed_write(error, report),
                 Ok(outcome) => {
                     let readback = host
                         .verify(&spec.app, &action.subject, &action.entitlement)
                         .await;
-                    report.http.extend(readback.report.http.iter().cloned());
+                    report.http.extend(readback.report.http);
                     match readback.result {
                         Ok(observed) => grant_verdict(kind, action, &outcome, observed),
                         Err(error) => Verdict::Failed { error },
@@ -519,14 +519,14 @@ async fn attempt_once(
         }
         Op::Revoke => {
             let write = host.revoke(&spec.app, action).await;
-            report.http.extend(write.report.http.iter().cloned());
+            report.http.extend(write.report.http);
             match write.result {
                 Err(error) => return failed_write(error, report),
                 Ok(outcome) => {
                     let readback = host
                         .verify(&spec.app, &action.subject, &action.entitlement)
                         .await;
-                    report.http.extend(readback.report.http.iter().cloned());
+                    report.http.extend(readback.report.http);
                     match readback.result {
                         Ok(observed) => revoke_verdict(&outcome, observed),
                         Err(error) => Verdict::Failed { error },
