@@ -135,7 +135,8 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Run grant -> verify -> revoke -> verify against a built-in GitHub simulator.
+    /// Josh's joiner-to-leaver lifecycle from a policy, on built-in simulators with SQLite
+    /// state: plan, apply, re-check, drift, the blast-radius guard.
     Demo,
 }
 

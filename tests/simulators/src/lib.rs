@@ -1,6 +1,6 @@
 //! Stateful simulators of the applications Portcullis manages, served over real HTTP on
 //! 127.0.0.1 so connectors (real wasm plugins behind the real host egress) can be tested
-//! end to end without the internet. `portcullis demo` starts one in-process.
+//! end to end without the internet. `portcullis demo` starts four in-process.
 //!
 //! Layout:
 //! - [`Server`] (`server.rs`): what every simulator shares — bind 127.0.0.1 on an
