@@ -42,6 +42,31 @@ pub struct DriftItem {
     pub why: String,
 }
 
+/// One line: `github repository acme/x [mona = E2] held write wanted no: why`.
+impl std::fmt::Display for DriftItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let person = self
+            .person
+            .as_deref()
+            .map(|p| format!(" = {p}"))
+            .unwrap_or_default();
+        let shown = |present: bool, level: &Option<String>| match (present, level) {
+            (false, _) => "no".to_owned(),
+            (true, Some(level)) => level.clone(),
+            (true, None) => "yes".to_owned(),
+        };
+        write!(
+            f,
+            "{} [{}{person}] held {} wanted {}: {}",
+            self.target,
+            self.subject,
+            shown(self.observed, &self.observed_level),
+            shown(self.wanted, &self.wanted_level),
+            self.why
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DriftReport {
     pub at: DateTime<Utc>,

@@ -605,26 +605,7 @@ pub(crate) async fn drift_command(
 fn print_drift(title: &str, items: &[DriftItem]) {
     println!("{title}: {}", items.len());
     for i in items {
-        println!(
-            "  {} [{}{}] held {} wanted {}: {}",
-            i.target,
-            i.subject,
-            i.person
-                .as_deref()
-                .map(|p| format!(" = {p}"))
-                .unwrap_or_default(),
-            if i.observed {
-                i.observed_level.as_deref().unwrap_or("yes")
-            } else {
-                "no"
-            },
-            if i.wanted {
-                i.wanted_level.as_deref().unwrap_or("yes")
-            } else {
-                "no"
-            },
-            i.why
-        );
+        println!("  {i}");
     }
 }
 

@@ -66,7 +66,8 @@ pub struct EngineOptions {
     /// Blast-radius guard: most revokes as a share (0..1) of `managed_grants`.
     pub max_revoke_share: Option<f64>,
     /// How many grants Portcullis manages in the run's scope, for `max_revoke_share`.
-    /// Supplied by the caller (the state store, once it exists).
+    /// Supplied by the caller: a policy `apply` passes the state store's count; a run of
+    /// an actions file has no state, so only `max_revokes` guards it.
     #[serde(skip)]
     pub managed_grants: Option<usize>,
     /// Run even when the blast-radius guard would stop the run.

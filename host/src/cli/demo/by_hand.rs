@@ -113,26 +113,7 @@ impl Out {
     fn drift(&self, title: &str, items: &[DriftItem]) {
         self.line(format!("{title}: {}", items.len()));
         for i in items {
-            self.line(format!(
-                "  {} [{}{}] held {} wanted {}: {}",
-                i.target,
-                i.subject,
-                i.person
-                    .as_deref()
-                    .map(|p| format!(" = {p}"))
-                    .unwrap_or_default(),
-                if i.observed {
-                    i.observed_level.as_deref().unwrap_or("yes")
-                } else {
-                    "no"
-                },
-                if i.wanted {
-                    i.wanted_level.as_deref().unwrap_or("yes")
-                } else {
-                    "no"
-                },
-                i.why
-            ));
+            self.line(format!("  {i}"));
         }
     }
 }
