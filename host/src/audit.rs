@@ -123,6 +123,14 @@ pub trait AuditSink: Send + Sync + 'static {
     fn record(&self, record: &AuditRecord) -> Result<(), AuditError>;
 }
 
+/// The sink a config asks for: its `[audit] path` as JSON lines, else tracing.
+pub fn configured_sink(path: Option<&Path>) -> Result<Arc<dyn AuditSink>, AuditError> {
+    Ok(match path {
+        Some(path) => Arc::new(JsonLinesSink::open(path)?),
+        None => Arc::new(TracingSink),
+    })
+}
+
 /// Appends one JSON object per line to a file, flushing each line.
 #[derive(Debug)]
 pub struct JsonLinesSink {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::app::App;
-use crate::audit::{AuditSink, JsonLinesSink, TracingSink};
+use crate::audit::AuditSink;
 use crate::bindings::guest;
 use crate::cache::CompileCache;
 use crate::config::{AppConfig, Config};
@@ -118,10 +118,9 @@ impl HostBuilder {
             Some(runtime) => runtime,
             None => Runtime::new().map_err(|e| HostError::Runtime(format!("{e:#}")))?,
         };
-        let audit: Arc<dyn AuditSink> = match (self.audit, &self.config.audit.path) {
-            (Some(sink), _) => sink,
-            (None, Some(path)) => Arc::new(JsonLinesSink::open(path)?),
-            (None, None) => Arc::new(TracingSink),
+        let audit = match self.audit {
+            Some(sink) => sink,
+            None => crate::audit::configured_sink(self.config.audit.path.as_deref())?,
         };
         let cache_dir = match self.cache {
             CacheChoice::Off => None,

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::Exit;
 use super::apply::{LiveDisplay, exit_for, print_report};
 use super::output::{bad_input, emit};
-use crate::audit::{AuditEvent, AuditRecord};
+use crate::audit::{AuditEvent, AuditRecord, configured_sink};
 use crate::config::Config;
 use crate::discover::{Discovery, discover};
 use crate::dormant::{self, dormant};
@@ -73,18 +73,24 @@ fn parse_at(at: Option<&str>) -> Result<DateTime<Utc>, String> {
     }
 }
 
-fn load_context(config_path: &Path, at: Option<&str>) -> Result<(Context, Config), String> {
-    let at = parse_at(at)?;
-    let mut config = Config::load(config_path).map_err(|e| e.to_string())?;
-    if config.runtime.cache_dir.is_none() {
-        config.runtime.cache_dir = crate::cache::CompileCache::default_dir();
-    }
+/// State only: the commands that record decisions or read state need no plugins.
+fn load_state(config_path: &Path) -> Result<(Config, SqliteStore), String> {
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let state_path = config
         .state
         .path
         .clone()
         .unwrap_or_else(|| PathBuf::from("portcullis.db"));
     let store = SqliteStore::open(&state_path).map_err(|e| e.to_string())?;
+    Ok((config, store))
+}
+
+fn load_context(config_path: &Path, at: Option<&str>) -> Result<(Context, Config), String> {
+    let at = parse_at(at)?;
+    let (mut config, store) = load_state(config_path)?;
+    if config.runtime.cache_dir.is_none() {
+        config.runtime.cache_dir = crate::cache::CompileCache::default_dir();
+    }
     let engine = config.engine.clone();
     let host = Host::builder(config.clone())
         .build()
@@ -312,26 +318,28 @@ pub struct DecideArgs {
 
 /// `portcullis approve ID` / `portcullis deny ID`.
 pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool) -> Exit {
-    let (ctx, _) = match load_context(config, None) {
+    let (config, store) = match load_state(config) {
         Ok(loaded) => loaded,
         Err(message) => return bad_input(&message, json),
     };
+    let audit = match configured_sink(config.audit.path.as_deref()) {
+        Ok(sink) => sink,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
+    let at = Utc::now();
     if args.by.trim().is_empty() || args.reason.trim().is_empty() {
         return bad_input(
             "--by and --reason must not be empty: record who decides and why",
             json,
         );
     }
-    let decided = match ctx
-        .store
-        .decide(args.id, approve, &args.by, Some(&args.reason), ctx.at)
-    {
+    let decided = match store.decide(args.id, approve, &args.by, Some(&args.reason), at) {
         Ok(a) => a,
         Err(e) => return bad_input(&e.to_string(), json),
     };
     let decision = if approve { "approved" } else { "denied" };
-    let audited = ctx.host.audit_sink().record(&AuditRecord {
-        at: ctx.at,
+    let audited = audit.record(&AuditRecord {
+        at,
         call_id: format!("approval-{}", decided.id),
         app: decided.target.app.clone(),
         plugin_sha256: String::new(),
@@ -381,12 +389,12 @@ pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool
 
 /// `portcullis approvals`: open requests (or all with --all).
 pub(crate) fn list_approvals(config: &Path, all: bool, json: bool) -> Exit {
-    let (ctx, _) = match load_context(config, None) {
+    let (_, store) = match load_state(config) {
         Ok(loaded) => loaded,
         Err(message) => return bad_input(&message, json),
     };
     let filter = (!all).then_some(ApprovalStatus::Pending);
-    let approvals = match ctx.store.approvals(filter) {
+    let approvals = match store.approvals(filter) {
         Ok(a) => a,
         Err(e) => return bad_input(&e.to_string(), json),
     };
@@ -618,7 +626,11 @@ pub(crate) fn dormant_command(
     at: Option<&str>,
     json: bool,
 ) -> Exit {
-    let (ctx, _) = match load_context(config, at) {
+    let at = match parse_at(at) {
+        Ok(at) => at,
+        Err(message) => return bad_input(&message, json),
+    };
+    let (_, store) = match load_state(config) {
         Ok(loaded) => loaded,
         Err(message) => return bad_input(&message, json),
     };
@@ -627,25 +639,21 @@ pub(crate) fn dormant_command(
             Ok(r) => r,
             Err(e) => return bad_input(&e.to_string(), json),
         };
-        if let Err(e) = ctx.store.import_usage(&records) {
+        if let Err(e) = store.import_usage(&records) {
             return bad_input(&e.to_string(), json);
         }
     }
     let loaded = (|| -> Result<_, crate::state::StateError> {
-        Ok((
-            ctx.store.managed()?,
-            ctx.store.observed()?,
-            ctx.store.usage()?,
-        ))
+        Ok((store.managed()?, store.observed()?, store.usage()?))
     })();
     let (managed, observed, usage_records) = match loaded {
         Ok(l) => l,
         Err(e) => return bad_input(&e.to_string(), json),
     };
-    let found = dormant(&managed, &observed, &usage_records, days, ctx.at);
+    let found = dormant(&managed, &observed, &usage_records, days, at);
     let mut approvals = Vec::new();
     for d in &found {
-        let requested = ctx.store.request_approval(&NewApproval {
+        let requested = store.request_approval(&NewApproval {
             person: d.person.clone(),
             op: "revoke".into(),
             target: d.target.clone(),
@@ -653,7 +661,7 @@ pub(crate) fn dormant_command(
             level: d.level.clone(),
             rules: Vec::new(),
             why: d.why.clone(),
-            requested_at: ctx.at,
+            requested_at: at,
             policy_hash: managed
                 .iter()
                 .find(|m| m.person == d.person && m.target == d.target)
