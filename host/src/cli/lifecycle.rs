@@ -251,7 +251,19 @@ async fn run_plan(
             }
             Exit::ActionFailed
         }
-        Err(e) => bad_input(&e.to_string(), json),
+        Err(e @ ApplyError::Refused(_)) => bad_input(&e.to_string(), json),
+        // Actions may have run: not bad input, and the operator must know state lags.
+        Err(ApplyError::State(e)) => {
+            let message = format!(
+                "the state store failed during the run, so it may not record everything that ran: {e}; the next apply proposes what state missed again, and the apps answer it idempotently (already present / already absent)"
+            );
+            if json {
+                emit(&json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": message }));
+            } else {
+                eprintln!("error: {message}");
+            }
+            Exit::ActionFailed
+        }
         Ok(outcome) => {
             let awaiting = plan
                 .people
