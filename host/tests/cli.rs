@@ -839,3 +839,61 @@ async fn discover_drift_and_dormant_from_the_command_line() {
     assert!(text.contains("! repository acme/platform-infra"), "{text}");
     assert!(text.contains("0 to grant"), "{text}");
 }
+
+#[tokio::test]
+async fn a_saved_plan_runs_exactly_or_not_at_all() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    sim.set_collaborator("acme/platform-infra", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = CLI_POLICY.replace("sensitive = true", "");
+    write_policy_config(dir.path(), &sim.base_url(), &policy);
+
+    let output = portcullis(
+        dir.path(),
+        &["plan", "--at", "2027-01-04", "--out", "reviewed.json"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(dir.path().join("reviewed.json").is_file());
+
+    // Someone joins the directory after the review: the saved plan is stale.
+    std::fs::write(
+        dir.path().join("people.json"),
+        CLI_PEOPLE.replace(r#""department": "Sales""#, r#""department": "Platform""#),
+    )
+    .expect("people");
+    let output = portcullis(dir.path(), &["apply", "--plan", "reviewed.json"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stale") && stderr.contains("E2"),
+        "names who changed: {stderr}"
+    );
+    assert!(
+        sim.requests().iter().all(|r| r.method == "GET"),
+        "nothing ran"
+    );
+
+    // Back as reviewed: it runs, at the saved plan's time.
+    std::fs::write(dir.path().join("people.json"), CLI_PEOPLE).expect("people");
+    let output = portcullis(dir.path(), &["--json", "apply", "--plan", "reviewed.json"]).await;
+    let doc = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(0), "{doc}");
+    assert_eq!(doc["plan"]["at"], "2027-01-04T00:00:00Z", "{doc}");
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "hubot")
+            .as_deref(),
+        Some("maintain")
+    );
+    let output = portcullis(
+        dir.path(),
+        &["apply", "--plan", "reviewed.json", "--at", "2027-02-01"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "--at must match the saved plan"
+    );
+}

@@ -167,14 +167,30 @@ fn make_plan(pc: &PolicyContext) -> Result<Plan, String> {
     plan(&pc.policy, &pc.people, &pc.catalog, &state, pc.ctx.at).map_err(|e| e.to_string())
 }
 
-/// `portcullis plan`: prints the plan; changes nothing.
-pub(crate) async fn plan_command(config: &Path, args: &PolicyArgs, json: bool) -> Exit {
+/// `portcullis plan`: prints the plan (and saves it with `--out`); changes nothing.
+pub(crate) async fn plan_command(
+    config: &Path,
+    args: &PolicyArgs,
+    out: Option<&Path>,
+    json: bool,
+) -> Exit {
     let pc = match load_policy_context(config, args).await {
         Ok(pc) => pc,
         Err(message) => return bad_input(&message, json),
     };
     match make_plan(&pc) {
         Ok(plan) => {
+            if let Some(out) = out {
+                let written = serde_json::to_vec_pretty(&plan)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| std::fs::write(out, bytes).map_err(|e| e.to_string()));
+                if let Err(e) = written {
+                    return bad_input(
+                        &format!("cannot write the plan to {}: {e}", out.display()),
+                        json,
+                    );
+                }
+            }
             if json {
                 emit(&json!({ "ok": true, "exit": 0, "plan": plan }));
             } else {
@@ -186,15 +202,45 @@ pub(crate) async fn plan_command(config: &Path, args: &PolicyArgs, json: bool) -
     }
 }
 
-/// `portcullis apply` without a file: plan, print, run through the engine, record.
+/// How `apply` runs a policy plan.
+pub(crate) struct RunArgs<'a> {
+    /// A plan saved by `plan --out`.
+    pub saved: Option<&'a Path>,
+    pub run_id: Option<String>,
+    pub allow_large_revoke: bool,
+}
+
+/// `portcullis apply` without a file: plan, print, run through the engine, record. With
+/// `--plan FILE`, the plan is made again as of the saved plan's time and must equal the
+/// saved one: what was reviewed is exactly what runs.
 pub(crate) async fn apply_policy(
     config: &Path,
     args: &PolicyArgs,
-    run_id: Option<String>,
-    allow_large_revoke: bool,
+    run: RunArgs<'_>,
     json: bool,
 ) -> Exit {
-    let pc = match load_policy_context(config, args).await {
+    let saved = match run.saved.map(load_saved_plan).transpose() {
+        Ok(saved) => saved,
+        Err(message) => return bad_input(&message, json),
+    };
+    let mut args = args.clone();
+    if let Some(saved) = &saved {
+        let at = saved.at.to_rfc3339();
+        if args
+            .at
+            .as_deref()
+            .is_some_and(|given| parse_time(given) != Some(saved.at))
+        {
+            return bad_input(
+                &format!(
+                    "--at differs from the saved plan's time ({at}); leave --at out to apply the saved plan"
+                ),
+                json,
+            );
+        }
+        args.at = Some(at);
+    }
+    let pc = match load_policy_context(config, &args).await {
         Ok(pc) => pc,
         Err(message) => return bad_input(&message, json),
     };
@@ -202,11 +248,89 @@ pub(crate) async fn apply_policy(
         Ok(plan) => plan,
         Err(message) => return bad_input(&message, json),
     };
+    if let (Some(saved), Some(path)) = (&saved, run.saved)
+        && let Some(difference) = stale(saved, &plan)
+    {
+        return bad_input(
+            &format!(
+                "the plan in {} is stale: {difference}; nothing was run. Review the new plan (`portcullis plan --out {}`) and apply that",
+                path.display(),
+                path.display()
+            ),
+            json,
+        );
+    }
     if !json {
         print!("{}", render(&plan));
         println!();
     }
-    run_plan(&pc.ctx, &plan, &pc.people, run_id, allow_large_revoke, json).await
+    run_plan(
+        &pc.ctx,
+        &plan,
+        &pc.people,
+        run.run_id,
+        run.allow_large_revoke,
+        json,
+    )
+    .await
+}
+
+fn load_saved_plan(path: &Path) -> Result<Plan, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not a plan saved by `portcullis plan --out` ({e})",
+            path.display()
+        )
+    })
+}
+
+/// What differs between a saved plan and the plan made now, in words; None if nothing.
+fn stale(saved: &Plan, now: &Plan) -> Option<String> {
+    if saved.policy_hash != now.policy_hash {
+        return Some(format!(
+            "the policy changed (sha256 {} then, {} now)",
+            &saved.policy_hash[..saved.policy_hash.len().min(12)],
+            &now.policy_hash[..now.policy_hash.len().min(12)]
+        ));
+    }
+    // Compared as JSON, the form it was saved in (the desired-state rows are not saved).
+    let as_json = |p: &Plan| serde_json::to_value(p).ok();
+    if as_json(saved) == as_json(now) {
+        return None;
+    }
+    let people = |p: &Plan| -> BTreeMap<String, serde_json::Value> {
+        p.people
+            .iter()
+            .map(|person| {
+                (
+                    person.id.clone(),
+                    serde_json::to_value(person).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let (then, current) = (people(saved), people(now));
+    let changed: Vec<&String> = then
+        .keys()
+        .chain(current.keys())
+        .filter(|id| then.get(*id) != current.get(*id))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Some(if changed.is_empty() {
+        "the plan's HR schedule or summary changed".to_owned()
+    } else {
+        format!(
+            "the changes for {} differ (state, people or approvals moved since it was saved)",
+            changed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 async fn run_plan(

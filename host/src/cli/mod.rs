@@ -78,7 +78,14 @@ pub enum Command {
     /// List grants that exist in an application (one page, or all with --all).
     ListGrants(ListArgs),
     /// Show what the policy changes, person by person, without changing anything.
-    Plan(lifecycle::PolicyArgs),
+    Plan {
+        #[command(flatten)]
+        policy: lifecycle::PolicyArgs,
+        /// Also save the plan (JSON) for `apply --plan FILE`, which runs exactly it or
+        /// refuses if anything changed since.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Carry out the policy's plan (or a file of actions) through the engine: in parallel
     /// across apps, inside rate limits, each read back; alerts for anything that does not
     /// converge. State records what was proven.
@@ -86,6 +93,9 @@ pub enum Command {
         /// TOML file of [[actions]] (op, app, subject, kind, resource, level, reason).
         /// Without it, apply runs the plan of the policy.
         file: Option<PathBuf>,
+        /// A plan saved by `plan --out`: run it only if planning now gives the same plan.
+        #[arg(long, conflicts_with = "file")]
+        plan: Option<PathBuf>,
         #[command(flatten)]
         policy: lifecycle::PolicyArgs,
         /// Run id for idempotency keys and audit; default derived from the time.
@@ -215,13 +225,23 @@ pub async fn run(cli: Cli) -> Exit {
             inspect::run(&cli.config, &file, app.as_deref(), json)
         }
         Command::Plugin(PluginCommand::New { name, root }) => new_plugin(&root, &name, json),
-        Command::Plan(args) => lifecycle::plan_command(&cli.config, &args, json).await,
+        Command::Plan { policy, out } => {
+            lifecycle::plan_command(&cli.config, &policy, out.as_deref(), json).await
+        }
         Command::Apply {
             file: None,
+            plan,
             policy,
             run_id,
             allow_large_revoke,
-        } => lifecycle::apply_policy(&cli.config, &policy, run_id, allow_large_revoke, json).await,
+        } => {
+            let run = lifecycle::RunArgs {
+                saved: plan.as_deref(),
+                run_id,
+                allow_large_revoke,
+            };
+            lifecycle::apply_policy(&cli.config, &policy, run, json).await
+        }
         Command::Approvals { all } => lifecycle::list_approvals(&cli.config, all, json),
         Command::Approve(args) => lifecycle::decide(&cli.config, &args, true, json),
         Command::Deny(args) => lifecycle::decide(&cli.config, &args, false, json),
@@ -254,6 +274,7 @@ pub async fn run(cli: Cli) -> Exit {
                 Command::ListGrants(args) => action::list_grants(&host, &args, json).await,
                 Command::Apply {
                     file: Some(file),
+                    plan: _,
                     policy,
                     run_id,
                     allow_large_revoke,
