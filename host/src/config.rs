@@ -108,6 +108,10 @@ pub struct AppConfig {
     /// (servers' Retry-After and reset headers are honoured regardless).
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Subjects that are the app's own automation (the bot or service account the
+    /// credentials act as): `drift` does not list their grants as unmanaged.
+    #[serde(default)]
+    pub ignore_subjects: Vec<String>,
 }
 
 /// Which address ranges the host may connect to for this application. Public addresses

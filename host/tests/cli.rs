@@ -738,6 +738,21 @@ async fn discover_drift_and_dormant_from_the_command_line() {
     );
     assert!(text.contains("outside policy: 1"), "{text}");
     assert!(text.contains("monalisa = E2"), "{text}");
+    assert!(
+        text.contains("[portcullis-bot] held admin wanted no: subject portcullis-bot is no one"),
+        "the bot's own access is listed as unmanaged: {text}"
+    );
+    // Declared as the app's automation, it is no longer listed.
+    let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!("{config}ignore_subjects = [\"portcullis-bot\"]\n"),
+    )
+    .expect("config");
+    let output = portcullis(dir.path(), &["drift", "--at", "2027-01-05"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("outside policy: 1"), "{text}");
+    assert!(!text.contains("portcullis-bot"), "{text}");
     assert_eq!(
         sim.collaborator_role("acme/platform-api", "monalisa")
             .as_deref(),

@@ -63,6 +63,8 @@ struct PolicyContext {
     policy: Policy,
     people: People,
     catalog: BTreeMap<String, ConnectorInfo>,
+    /// Per app, the subjects `ignore_subjects` names.
+    ignored_subjects: BTreeMap<String, Vec<String>>,
 }
 
 fn parse_at(at: Option<&str>) -> Result<DateTime<Utc>, String> {
@@ -131,11 +133,17 @@ async fn load_policy_context(
     };
     let people = people_as_of(&directory, &events, ctx.at).map_err(|e| e.to_string())?;
     let catalog = catalog(&ctx.host, config.apps.keys()).await?;
+    let ignored_subjects = config
+        .apps
+        .iter()
+        .map(|(name, app)| (name.clone(), app.ignore_subjects.clone()))
+        .collect();
     Ok(PolicyContext {
         ctx,
         policy,
         people,
         catalog,
+        ignored_subjects,
     })
 }
 
@@ -697,7 +705,16 @@ pub(crate) async fn drift_command(
         Ok(d) => d,
         Err(e) => return bad_input(&e.to_string(), json),
     };
-    let observed: Vec<_> = discovery.grants().cloned().collect();
+    // The apps' own automation accounts are not people's access: leave them out.
+    let observed: Vec<_> = discovery
+        .grants()
+        .filter(|g| {
+            pc.ignored_subjects
+                .get(&g.target.app)
+                .is_none_or(|ignored| !ignored.contains(&g.subject))
+        })
+        .cloned()
+        .collect();
     let (report, correction) = match drift(
         &pc.policy,
         &pc.people,

@@ -57,6 +57,7 @@ pub fn app(plugin: &str, base_url: &str, secrets: &[(&str, &str)]) -> AppConfig 
         },
         limits: None,
         rate_limit: portcullis::ratelimit::RateLimitConfig::default(),
+        ignore_subjects: Vec::new(),
     }
 }
 

@@ -331,6 +331,7 @@ fn config(apps: &[AppEntry<'_>]) -> Result<Config, String> {
                 },
                 limits: None,
                 rate_limit: Default::default(),
+                ignore_subjects: Vec::new(),
             },
         );
     }
