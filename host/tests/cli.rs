@@ -625,6 +625,10 @@ async fn plan_apply_approve_and_apply_again_from_a_policy() {
     let doc = stdout_json(&output);
     assert_eq!(doc["plan"]["summary"]["keep"], 2, "{doc}");
     assert_eq!(doc["plan"]["summary"]["grant"], 0, "{doc}");
+    let output = portcullis(dir.path(), &["apply", "--at", "2027-01-06"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("nothing to run"), "{text}");
 }
 
 #[tokio::test]
