@@ -87,11 +87,6 @@ impl SqliteStore {
     fn init(db: String, mut conn: Connection) -> Result<SqliteStore, StateError> {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| open_error(&db, e))?;
-        // The first statement that reads the file: a file that is not SQLite fails here.
-        // In memory the answer is "memory", which is fine.
-        let _mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(|e| open_error(&db, e))?;
         // Per connection, off by default in SQLite: actions must belong to a run.
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(|e| open_error(&db, e))?;
@@ -103,6 +98,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| open_error(&db, e))?;
 
+        // The first statement that reads the file: a file that is not SQLite fails here.
         let found: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(|e| open_error(&db, e))?;
@@ -148,6 +144,12 @@ impl SqliteStore {
                 known: SqliteStore::SCHEMA_VERSION,
             });
         }
+        // Only now that the file is known to be ours (or empty): WAL is a persistent
+        // property of the file, so a foreign database is refused before it is changed. In
+        // memory the answer is "memory", which is fine.
+        let _mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|e| open_error(&db, e))?;
         MIGRATIONS
             .to_latest(&mut conn)
             .map_err(|e| StateError::Migrate {
@@ -1426,7 +1428,13 @@ mod tests {
             .expect("raw open")
             .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY);")
             .expect("create");
+        let before = std::fs::read(&tables).expect("read");
         let err = SqliteStore::open(&tables).expect_err("foreign tables");
+        assert_eq!(
+            std::fs::read(&tables).expect("read"),
+            before,
+            "refused without a byte changed (no WAL switch, no migration)"
+        );
         assert!(
             err.to_string()
                 .contains("a SQLite database with 1 tables of its own and no Portcullis schema"),
