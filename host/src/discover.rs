@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeZone, Utc};
+use futures_util::future::join_all;
 
 use crate::host::Host;
 use crate::model::{ConnectorError, GrantQuery, Target};
@@ -79,42 +80,50 @@ pub async fn discover(
             .insert(target.resource.clone());
     }
 
+    // Apps are listed at the same time: each has its own rate limit and concurrency, so
+    // discovery takes as long as the slowest app, not the sum. Results keep `apps` order.
+    let per_app = join_all(apps.iter().map(|app| list_app(host, app, &scoped, at))).await;
     let mut discovery = Discovery {
         at,
         listings: Vec::new(),
     };
-    for app in apps {
-        let info = match host.connector_info(app).await {
-            Ok(info) => info,
-            Err(e) => {
-                discovery.listings.push(Listing {
-                    app: app.clone(),
-                    kind: String::new(),
-                    resources: None,
-                    grants: Vec::new(),
-                    errors: vec![format!("describe failed: {e}")],
-                    warnings: Vec::new(),
-                    http_calls: 0,
-                });
-                continue;
-            }
-        };
-        for kind in &info.kinds {
-            let listing = list_kind(
-                host,
-                app,
-                &kind.name,
-                scoped.get(&(app.clone(), kind.name.clone())),
-                at,
-            )
-            .await;
-            if listing.errors.is_empty() {
-                store.replace_observed(app, &kind.name, at, &listing.grants)?;
-            }
-            discovery.listings.push(listing);
+    for listing in per_app.into_iter().flatten() {
+        // A listing that failed part-way keeps the previous snapshot.
+        if listing.errors.is_empty() {
+            store.replace_observed(&listing.app, &listing.kind, at, &listing.grants)?;
         }
+        discovery.listings.push(listing);
     }
     Ok(discovery)
+}
+
+/// Every kind of one app, one after the other.
+async fn list_app(
+    host: &Host,
+    app: &str,
+    scoped: &BTreeMap<(String, String), BTreeSet<String>>,
+    at: DateTime<Utc>,
+) -> Vec<Listing> {
+    let info = match host.connector_info(app).await {
+        Ok(info) => info,
+        Err(e) => {
+            return vec![Listing {
+                app: app.to_owned(),
+                kind: String::new(),
+                resources: None,
+                grants: Vec::new(),
+                errors: vec![format!("describe failed: {e}")],
+                warnings: Vec::new(),
+                http_calls: 0,
+            }];
+        }
+    };
+    let mut listings = Vec::new();
+    for kind in &info.kinds {
+        let scope = scoped.get(&(app.to_owned(), kind.name.clone()));
+        listings.push(list_kind(host, app, &kind.name, scope, at).await);
+    }
+    listings
 }
 
 async fn list_kind(
