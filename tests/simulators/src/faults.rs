@@ -90,6 +90,61 @@ pub enum WriteFate {
     Lag(Duration),
 }
 
+/// A write that has been answered and applies to a simulator's state `W` after `lag`
+/// (a lagged-write fault). Kept by the state until the HTTP layer lets go of its lock and
+/// [`schedule`]s it.
+pub struct Later<W> {
+    pub lag: Duration,
+    pub apply: Box<dyn FnOnce(&mut W) + Send>,
+}
+
+impl<W> std::fmt::Debug for Later<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Later")
+            .field("lag", &self.lag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W> Later<W> {
+    /// Carries out `fate` for a write that has just succeeded in `state` (its answer
+    /// already built): dropped, `undo` runs now, so the answer says success and nothing
+    /// changed; lagged, `undo` runs now and the returned `Later` re-runs `redo` after the
+    /// lag; standing, nothing happens.
+    pub fn after_write(
+        state: &mut W,
+        fate: WriteFate,
+        undo: impl FnOnce(&mut W),
+        redo: impl FnOnce(&mut W) + Send + 'static,
+    ) -> Option<Later<W>> {
+        match fate {
+            WriteFate::Stand => None,
+            WriteFate::Drop => {
+                undo(state);
+                None
+            }
+            WriteFate::Lag(lag) => {
+                undo(state);
+                Some(Later {
+                    lag,
+                    apply: Box::new(redo),
+                })
+            }
+        }
+    }
+}
+
+/// Applies lagged writes once their lag has passed, each on its own task.
+pub fn schedule<W: Send + 'static>(shared: &Arc<Mutex<W>>, later: Vec<Later<W>>) {
+    for Later { lag, apply } in later {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            apply(&mut shared.lock());
+        });
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     Pass,

@@ -18,11 +18,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::faults::{FaultResponses, retry_after_secs};
+use crate::faults::{FaultResponses, retry_after_secs, schedule};
 use crate::http;
 
 use super::fields::Selector;
-use super::state::{DriveError, Later, Permission, Role, Throttle, World};
+use super::state::{DriveError, Permission, Role, Throttle, World};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -91,17 +91,6 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             json_response(StatusCode::OK, &value)
         }
         Err(e) => error(&e),
-    }
-}
-
-/// Applies lagged writes once their lag has passed, each on its own task.
-fn schedule(shared: &Shared, later: Vec<Later>) {
-    for Later { lag, apply } in later {
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            tokio::time::sleep(lag).await;
-            apply(&mut shared.lock());
-        });
     }
 }
 

@@ -6,10 +6,8 @@
 //! `permissionId`), a 20-digit number.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::time::Duration;
 
-use crate::faults::{Faults, WriteFate};
+use crate::faults::Faults;
 
 /// A permission role, lowest to highest; `Owner` only through seeding or
 /// `transferOwnership`.
@@ -128,19 +126,8 @@ pub struct World {
     pub later: Vec<Later>,
 }
 
-/// A write that has been answered and applies after `lag` (a lagged-write fault).
-pub struct Later {
-    pub lag: Duration,
-    pub apply: Box<dyn FnOnce(&mut World) + Send>,
-}
-
-impl fmt::Debug for Later {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Later")
-            .field("lag", &self.lag)
-            .finish_non_exhaustive()
-    }
-}
+/// A write answered now that applies after its lag (a lagged-write fault).
+pub type Later = crate::faults::Later<World>;
 
 impl World {
     /// Passes a write that has just succeeded (and whose answer is already built)
@@ -156,17 +143,9 @@ impl World {
         let Some(undo) = undo else {
             return;
         };
-        match self.faults.decide_write() {
-            WriteFate::Stand => {}
-            WriteFate::Drop => undo(self),
-            WriteFate::Lag(lag) => {
-                undo(self);
-                self.later.push(Later {
-                    lag,
-                    apply: Box::new(redo),
-                });
-            }
-        }
+        let fate = self.faults.decide_write();
+        let later = Later::after_write(self, fate, undo, redo);
+        self.later.extend(later);
     }
 
     /// Puts back `file`'s permissions and the notifications sent (undoing a write).

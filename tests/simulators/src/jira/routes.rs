@@ -16,10 +16,10 @@ use base64::engine::general_purpose::STANDARD;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::faults::{FaultResponses, retry_after_secs};
+use crate::faults::{FaultResponses, retry_after_secs, schedule};
 use crate::http::{self, query_value};
 
-use super::state::{Actor, ActorError, Later, World, now_secs};
+use super::state::{Actor, ActorError, World, now_secs};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -69,17 +69,6 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     schedule(&shared, later);
     set(&mut response, "x-arequestid", &request_id);
     response
-}
-
-/// Applies lagged writes once their lag has passed, each on its own task.
-fn schedule(shared: &Shared, later: Vec<Later>) {
-    for Later { lag, apply } in later {
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            tokio::time::sleep(lag).await;
-            apply(&mut shared.lock());
-        });
-    }
 }
 
 /// Jira's answers for injected faults (see [`crate::faults`]).

@@ -15,10 +15,10 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::faults::{FaultResponses, retry_after_secs};
+use crate::faults::{FaultResponses, retry_after_secs, schedule};
 use crate::http::{self, query_value};
 
-use super::state::{Group, GroupType, Later, User, World, WriteError, now_secs};
+use super::state::{Group, GroupType, User, World, WriteError, now_secs};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -81,17 +81,6 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     drop(world);
     schedule(&shared, later);
     response
-}
-
-/// Applies lagged writes once their lag has passed, each on its own task.
-fn schedule(shared: &Shared, later: Vec<Later>) {
-    for Later { lag, apply } in later {
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            tokio::time::sleep(lag).await;
-            apply(&mut shared.lock());
-        });
-    }
 }
 
 /// Okta's answers for injected faults (see [`crate::faults`]).

@@ -2,10 +2,9 @@
 //! admin roles and the rate-limit window. Plain data and Okta's rules; no HTTP here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::faults::{Faults, WriteFate};
+use crate::faults::Faults;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupType {
@@ -92,19 +91,8 @@ pub struct World {
     pub later: Vec<Later>,
 }
 
-/// A write that has been answered and applies after `lag` (a lagged-write fault).
-pub struct Later {
-    pub lag: Duration,
-    pub apply: Box<dyn FnOnce(&mut World) + Send>,
-}
-
-impl fmt::Debug for Later {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Later")
-            .field("lag", &self.lag)
-            .finish_non_exhaustive()
-    }
-}
+/// A write answered now that applies after its lag (a lagged-write fault).
+pub type Later = crate::faults::Later<World>;
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -201,17 +189,9 @@ impl World {
         let Some(undo) = undo else {
             return;
         };
-        match self.faults.decide_write() {
-            WriteFate::Stand => {}
-            WriteFate::Drop => undo(self),
-            WriteFate::Lag(lag) => {
-                undo(self);
-                self.later.push(Later {
-                    lag,
-                    apply: Box::new(redo),
-                });
-            }
-        }
+        let fate = self.faults.decide_write();
+        let later = Later::after_write(self, fate, undo, redo);
+        self.later.extend(later);
     }
 
     /// Counts one request; `Err(reset_epoch_secs)` when the window's budget is spent.

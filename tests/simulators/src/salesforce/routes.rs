@@ -15,11 +15,11 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::faults::{FaultResponses, retry_after_secs};
+use crate::faults::{FaultResponses, retry_after_secs, schedule};
 use crate::http;
 
 use super::soql;
-use super::state::{Later, SfError, World};
+use super::state::{SfError, World};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -106,17 +106,6 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
 /// `Sforce-Limit-Info`'s value.
 fn usage(world: &World) -> String {
     format!("api-usage={}/{}", world.api_used, world.api_max)
-}
-
-/// Applies lagged writes once their lag has passed, each on its own task.
-fn schedule(shared: &Shared, later: Vec<Later>) {
-    for Later { lag, apply } in later {
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            tokio::time::sleep(lag).await;
-            apply(&mut shared.lock());
-        });
-    }
 }
 
 /// Salesforce's answers for injected faults (see [`crate::faults`]).

@@ -6,13 +6,11 @@
 //! Salesforce.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
 use super::soql::Query;
-use crate::faults::{Faults, WriteFate};
+use crate::faults::Faults;
 
 /// A Salesforce error item: `{"message","errorCode","fields"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,19 +135,8 @@ pub struct World {
     pub later: Vec<Later>,
 }
 
-/// A write that has been answered and applies after `lag` (a lagged-write fault).
-pub struct Later {
-    pub lag: Duration,
-    pub apply: Box<dyn FnOnce(&mut World) + Send>,
-}
-
-impl fmt::Debug for Later {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Later")
-            .field("lag", &self.lag)
-            .finish_non_exhaustive()
-    }
-}
+/// A write answered now that applies after its lag (a lagged-write fault).
+pub type Later = crate::faults::Later<World>;
 
 impl Default for World {
     fn default() -> Self {
@@ -323,17 +310,9 @@ impl World {
         let Some(undo) = undo else {
             return;
         };
-        match self.faults.decide_write() {
-            WriteFate::Stand => {}
-            WriteFate::Drop => undo(self),
-            WriteFate::Lag(lag) => {
-                undo(self);
-                self.later.push(Later {
-                    lag,
-                    apply: Box::new(redo),
-                });
-            }
-        }
+        let fate = self.faults.decide_write();
+        let later = Later::after_write(self, fate, undo, redo);
+        self.later.extend(later);
     }
 
     /// Puts an assignment record (with its id) back, unless its user already holds the

@@ -15,10 +15,10 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
-use crate::faults::{FaultResponses, retry_after_secs};
+use crate::faults::{FaultResponses, retry_after_secs, schedule};
 use crate::http;
 
-use super::state::{Group, Later, ScimError, User, World, parse_filter};
+use super::state::{Group, ScimError, User, World, parse_filter};
 use super::{BASE_PATH, GROUP_SCHEMA, USER_SCHEMA};
 
 pub type Shared = Arc<Mutex<World>>;
@@ -94,17 +94,6 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         Err(_) => Reply::error(&ScimError::new(413, None, "request body too large")),
     };
     render(reply)
-}
-
-/// Applies lagged writes once their lag has passed, each on its own task.
-fn schedule(shared: &Shared, later: Vec<Later>) {
-    for Later { lag, apply } in later {
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            tokio::time::sleep(lag).await;
-            apply(&mut shared.lock());
-        });
-    }
 }
 
 /// SCIM's answers for injected faults (see [`crate::faults`]): 429 with `Retry-After`

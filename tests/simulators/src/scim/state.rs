@@ -3,12 +3,10 @@
 //! Plain data and rules; no HTTP here.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::faults::{Faults, WriteFate};
+use crate::faults::Faults;
 
 /// What removing a member who is not in the group answers; services differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,19 +85,8 @@ pub struct World {
     pub later: Vec<Later>,
 }
 
-/// A write that has been answered and applies after `lag` (a lagged-write fault).
-pub struct Later {
-    pub lag: Duration,
-    pub apply: Box<dyn FnOnce(&mut World) + Send>,
-}
-
-impl fmt::Debug for Later {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Later")
-            .field("lag", &self.lag)
-            .finish_non_exhaustive()
-    }
-}
+/// A write answered now that applies after its lag (a lagged-write fault).
+pub type Later = crate::faults::Later<World>;
 
 /// One `attribute eq "value"` comparison; a filter is a conjunction of them.
 pub type Clause = (String, String);
@@ -197,17 +184,9 @@ impl World {
         let Some(undo) = undo else {
             return;
         };
-        match self.faults.decide_write() {
-            WriteFate::Stand => {}
-            WriteFate::Drop => undo(self),
-            WriteFate::Lag(lag) => {
-                undo(self);
-                self.later.push(Later {
-                    lag,
-                    apply: Box::new(redo),
-                });
-            }
-        }
+        let fate = self.faults.decide_write();
+        let later = Later::after_write(self, fate, undo, redo);
+        self.later.extend(later);
     }
 
     /// Applies a PatchOp body to group `id`, all operations or none (RFC 7644 §3.5.2).
