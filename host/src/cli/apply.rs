@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::Exit;
-use super::output::{bad_input, emit};
+use super::output::{Table, bad_input, emit};
 use crate::engine::{
     self, ActionOutcome, ActionsFile, EngineOptions, Progress, ProgressEvent, RunError, RunReport,
 };
@@ -73,9 +73,18 @@ pub(crate) fn print_report(report: &RunReport, json: bool) -> Exit {
         emit(&json!({ "ok": exit == Exit::Success, "exit": exit as u8, "run": report }));
         return exit;
     }
-    println!(
-        "{:<4} {:<14} {:<7} {:<18} {:<40} {:<9} {:>4}  detail",
-        "#", "app", "op", "subject", "entitlement", "outcome", "try"
+    let mut table = Table::new(
+        &[
+            "#",
+            "app",
+            "op",
+            "subject",
+            "entitlement",
+            "outcome",
+            "try",
+            "detail",
+        ],
+        &[6],
     );
     for action in &report.actions {
         let (outcome, detail) = match &action.outcome {
@@ -90,16 +99,19 @@ pub(crate) fn print_report(report: &RunReport, json: bool) -> Exit {
             ActionOutcome::Pending { detail } => ("pending", detail.clone()),
             ActionOutcome::Alerted { reason } => ("ALERT", reason.clone()),
         };
-        println!(
-            "{:<4} {:<14} {:<7} {:<18} {:<40} {:<9} {:>4}  {detail}",
-            action.index + 1,
-            action.app,
+        table.row(vec![
+            (action.index + 1).to_string(),
+            action.app.clone(),
             format!("{:?}", action.op).to_lowercase(),
-            action.subject.id,
+            action.subject.id.clone(),
             action.entitlement.to_string(),
-            outcome,
-            action.attempts
-        );
+            outcome.to_owned(),
+            action.attempts.to_string(),
+            detail,
+        ]);
+    }
+    for line in table.lines() {
+        println!("{line}");
     }
     println!();
     for (app, (verified, pending, alerted)) in engine::summary(report) {

@@ -43,3 +43,109 @@ pub(crate) fn report_lines(report: &CallReport) -> Vec<String> {
     }
     lines
 }
+
+/// Aligned text columns: each column as wide as its widest cell, so long ids (Jira
+/// accountIds, email subjects) widen their column instead of shifting the ones after it.
+/// The last column is never padded; columns listed in `right` are right-aligned.
+pub(crate) struct Table {
+    rows: Vec<Vec<String>>,
+    right: Vec<usize>,
+}
+
+impl Table {
+    pub(crate) fn new(header: &[&str], right: &[usize]) -> Table {
+        Table {
+            rows: vec![header.iter().map(|h| (*h).to_owned()).collect()],
+            right: right.to_vec(),
+        }
+    }
+
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|cell| cell.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        self.rows
+            .iter()
+            .map(|row| {
+                let mut line = String::new();
+                for (c, cell) in row.iter().enumerate() {
+                    if c > 0 {
+                        line.push_str(if c + 1 == row.len() { "  " } else { " " });
+                    }
+                    let pad = widths[c].saturating_sub(cell.chars().count());
+                    if self.right.contains(&c) {
+                        line.extend(std::iter::repeat_n(' ', pad));
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(cell);
+                        if c + 1 < row.len() {
+                            line.extend(std::iter::repeat_n(' ', pad));
+                        }
+                    }
+                }
+                line
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+
+    #[test]
+    fn long_cells_widen_their_column_and_keep_the_rest_aligned() {
+        let mut table = Table::new(&["#", "subject", "outcome", "try", "detail"], &[3]);
+        table.row(vec![
+            "1".into(),
+            "josh".into(),
+            "verified".into(),
+            "1".into(),
+            "present".into(),
+        ]);
+        table.row(vec![
+            "2".into(),
+            "712020:0b4c5a36-9e0f-4c7e-9c55-1d2f3e4a5b6c".into(),
+            "ALERT".into(),
+            "3".into(),
+            "gave up".into(),
+        ]);
+        let lines = table.lines();
+        let outcome_at: Vec<usize> = lines
+            .iter()
+            .map(|l| {
+                l.find("outcome")
+                    .or_else(|| l.find("verified"))
+                    .or_else(|| l.find("ALERT"))
+                    .expect("every line has an outcome")
+            })
+            .collect();
+        assert!(
+            outcome_at.iter().all(|&at| at == outcome_at[0]),
+            "{lines:#?}"
+        );
+        assert!(
+            outcome_at[0] > "712020:0b4c5a36-9e0f-4c7e-9c55-1d2f3e4a5b6c".len(),
+            "{lines:#?}"
+        );
+        // Right-aligned numbers end in the same column; the last column is not padded.
+        let try_end: Vec<usize> = lines
+            .iter()
+            .map(|l| l.rfind("  ").expect("a gap before the last column"))
+            .collect();
+        assert!(try_end.iter().all(|&e| e == try_end[0]), "{lines:#?}");
+        assert!(lines.iter().all(|l| !l.ends_with(' ')), "{lines:#?}");
+    }
+}
