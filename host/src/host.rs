@@ -495,6 +495,17 @@ impl Host {
         };
         sandbox::time_reused_instance(&self.runtime, &self.audit, app, action, iterations).await
     }
+
+    /// For the benchmark only: creates one fresh sandbox for `app` exactly as every call
+    /// does and drops it unused. The floor under any call, which a fresh sandbox per call
+    /// adds to every write and read-back.
+    #[doc(hidden)]
+    pub async fn bench_empty_sandbox(&self, app: &str) -> Result<(), CallError> {
+        let Some(app) = self.apps.get(app) else {
+            return Err(self.unknown_app(app));
+        };
+        sandbox::instantiate_and_drop(&self.runtime, &self.audit, app).await
+    }
 }
 
 fn guest_of(instance: &crate::bindings::Plugin) -> &guest::Guest {

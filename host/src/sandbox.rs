@@ -430,6 +430,22 @@ pub(crate) async fn time_reused_instance(
     Ok(times)
 }
 
+/// Benchmark floor: creates a fresh sandbox exactly as a call does (store, limits,
+/// instantiation) and drops it without calling anything. See `Host::bench_empty_sandbox`.
+pub(crate) async fn instantiate_and_drop(
+    runtime: &Runtime,
+    audit: &Arc<dyn AuditSink>,
+    app: &Arc<App>,
+) -> Result<(), CallError> {
+    let mut store = new_store(runtime, audit, app, new_call_id(), Instant::now());
+    app.plugin
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map(drop)
+        .map_err(|e| classify_trap(&e))
+}
+
 /// WASI resources (streams, pollables) one call may hold at once; a connector needs a
 /// handful, and a plugin creating them in a loop must not grow host memory unbounded.
 const MAX_WASI_RESOURCES: usize = 256;

@@ -7,10 +7,14 @@
 //!     proxy in front of moto), next to the physical floor: the longest chain of sequential
 //!     round trips one action needs (grant + read-back), times 150 ms, since actions run in
 //!     parallel. Target: < 1 s.
-//! (b) Verified actions per second against a zero-latency Slack simulator (200 channel
+//! (b) Verified actions per second against a zero-latency Slack simulator (1,000 channel
 //!     grants), next to a plain reqwest client in the same process replaying the SAME HTTP
 //!     calls (method + URL as recorded in the run's reports, same bodies and auth header,
 //!     sequential within an action, the same per-app concurrency). Target ratio >= 0.9.
+//!     A third figure measures the ceiling a fresh sandbox per call allows: the same
+//!     replay plus, per action, two fresh Slack sandboxes created and dropped unused (the
+//!     write's and the read-back's), with no guest code, audit or host call at all. A
+//!     fourth repeats engine and replay with 2 ms added to every answer.
 //! (c) Rate-limit efficiency: the Jira simulator enforcing N requests/s
 //!     (`faults().enforce_rate(N)`), the app configured `rate_limit = { per_second = N }`;
 //!     achieved request rate / N and the over-limit answers. Target >= 0.95 with 0.
@@ -34,6 +38,8 @@ const SLACK_TOKEN: &str = "xoxb-bench-0000000000-portcullis";
 const SLACK_BOT: &str = "U0300PBOT1";
 const SLACK_USER: &str = "U0300JOSH1";
 const CHANNELS: usize = 1000;
+/// (b)'s second figure: a server answering in 2 ms, nearer than any SaaS API.
+const NEARBY: Duration = Duration::from_millis(2);
 const ROUNDS: usize = 3;
 const RATE: u32 = 20;
 const RATE_ACTIONS: usize = 32;
@@ -158,8 +164,11 @@ async fn latency() {
     josh.set_latency(Duration::ZERO);
 }
 
-async fn slack_workspace() -> SlackSimulator {
+async fn slack_workspace(latency: Duration) -> SlackSimulator {
     let sim = SlackSimulator::start().await.expect("slack simulator");
+    if !latency.is_zero() {
+        sim.faults().slow_responses(u32::MAX, latency);
+    }
     sim.add_bot(
         SLACK_TOKEN,
         SLACK_BOT,
@@ -197,97 +206,165 @@ async fn throughput() {
             reason: "bench".into(),
         })
         .collect();
-    let client = reqwest::Client::new();
-    let mut engine_rates = Vec::new();
-    let mut native_rates = Vec::new();
-    let mut calls_per_action = 0;
-    let mut concurrency = 0;
-    for round in 0..ROUNDS {
-        let sim = slack_workspace().await;
-        let (host, _audit) = portcullis_e2e::host(vec![(
-            "slack",
-            app(plugins::SLACK, &sim.base_url(), &[("token", SLACK_TOKEN)]),
-        )]);
-        let host = Arc::new(host);
-        let _ = host.connector_info("slack").await;
-        concurrency = host.app("slack").map_or(1, |a| a.limiter.concurrency());
-        let started = Instant::now();
-        let report = run(
-            Arc::clone(&host),
-            &format!("bench-slack-{round}"),
-            actions.clone(),
-            &EngineOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await
-        .expect("run starts");
-        let wall = started.elapsed();
-        let verified = report.count(|o| *o == ActionOutcome::Verified);
-        engine_rates.push(verified as f64 / wall.as_secs_f64());
-        calls_per_action = report.actions.first().map_or(0, |a| a.http.len());
-
-        // The same calls from plain reqwest against an identically seeded workspace.
-        let fresh = slack_workspace().await;
-        let plans: Vec<Vec<(String, String, Option<String>)>> = report
-            .actions
-            .iter()
-            .map(|a| {
-                a.http
-                    .iter()
-                    .map(|c| {
-                        let url = c.url.replacen(&sim.base_url(), &fresh.base_url(), 1);
-                        let body = (c.method == "POST").then(|| {
-                            if c.url.ends_with("/conversations.invite") {
-                                format!(
-                                    r#"{{"channel":"{}","users":"{}"}}"#,
-                                    a.entitlement.resource, a.subject.id
-                                )
-                            } else {
-                                "{}".to_owned()
-                            }
-                        });
-                        (c.method.clone(), url, body)
-                    })
-                    .collect()
-            })
-            .collect();
-        let started = Instant::now();
-        let ok = replay(&client, plans, concurrency).await;
-        let wall = started.elapsed();
-        native_rates.push(ok as f64 / wall.as_secs_f64());
-        let members = fresh
-            .channel_members(&channel(0))
-            .contains(&SLACK_USER.to_owned());
-        assert!(members, "the native replay did the same work");
-    }
-    let engine = median(engine_rates);
-    let native = median(native_rates);
+    let rounds: Vec<Round> = rounds_of(&actions, Duration::ZERO, true).await;
+    let engine = median(rounds.iter().map(|r| r.engine).collect());
+    let native = median(rounds.iter().map(|r| r.native).collect());
+    let ceiling = median(rounds.iter().filter_map(|r| r.ceiling).collect());
     println!(
-        "(b) {CHANNELS} Slack channel grants, zero latency, concurrency {concurrency}, {calls_per_action} calls per action (median of {ROUNDS})"
+        "(b) {CHANNELS} Slack channel grants, zero latency, concurrency {}, {} calls per action (median of {ROUNDS})",
+        rounds[0].concurrency, rounds[0].calls_per_action
     );
     println!(
         "    engine (wasm sandbox per call, read-back, audit): {engine:.0} verified actions/s"
     );
     println!("    native reqwest replay of the same calls:          {native:.0} actions/s");
     println!("    ratio engine/native: {:.2}", engine / native);
+    println!(
+        "    ceiling: native replay + 2 empty fresh sandboxes per action: {ceiling:.0} actions/s = {:.2} of native",
+        ceiling / native
+    );
+
+    let rounds = rounds_of(&actions, NEARBY, false).await;
+    let engine = median(rounds.iter().map(|r| r.engine).collect());
+    let native = median(rounds.iter().map(|r| r.native).collect());
+    println!(
+        "    with {} ms per API call (a nearby server): engine {engine:.0} /s, native {native:.0} /s, ratio {:.2}",
+        NEARBY.as_millis(),
+        engine / native
+    );
+}
+
+/// One round of (b): the engine's figures and the native replay's, on fresh simulators.
+struct Round {
+    engine: f64,
+    native: f64,
+    ceiling: Option<f64>,
+    concurrency: usize,
+    calls_per_action: usize,
+}
+
+async fn rounds_of(actions: &[ActionSpec], latency: Duration, ceiling: bool) -> Vec<Round> {
+    let mut rounds = Vec::new();
+    for round in 0..ROUNDS {
+        rounds.push(throughput_round(actions, round, latency, ceiling).await);
+    }
+    rounds
+}
+
+async fn throughput_round(
+    actions: &[ActionSpec],
+    round: usize,
+    latency: Duration,
+    ceiling: bool,
+) -> Round {
+    let client = reqwest::Client::new();
+    let sim = slack_workspace(latency).await;
+    let (host, _audit) = portcullis_e2e::host(vec![(
+        "slack",
+        app(plugins::SLACK, &sim.base_url(), &[("token", SLACK_TOKEN)]),
+    )]);
+    let host = Arc::new(host);
+    let _ = host.connector_info("slack").await;
+    let concurrency = host.app("slack").map_or(1, |a| a.limiter.concurrency());
+    let started = Instant::now();
+    let report = run(
+        Arc::clone(&host),
+        &format!("bench-slack-{round}"),
+        actions.to_vec(),
+        &EngineOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("run starts");
+    let wall = started.elapsed();
+    let verified = report.count(|o| *o == ActionOutcome::Verified);
+    assert_eq!(
+        verified, CHANNELS,
+        "every action verified on its first attempt"
+    );
+    let engine = verified as f64 / wall.as_secs_f64();
+
+    // The same calls (path and query as the run's reports recorded them) from plain
+    // reqwest, against an identically seeded workspace.
+    let base = sim.base_url();
+    let plans: Vec<Vec<(String, String, Option<String>)>> = report
+        .actions
+        .iter()
+        .map(|a| {
+            a.http
+                .iter()
+                .map(|c| {
+                    let path = c.url.strip_prefix(&base).unwrap_or(&c.url).to_owned();
+                    let body = (c.method == "POST").then(|| {
+                        if c.url.ends_with("/conversations.invite") {
+                            format!(
+                                r#"{{"channel":"{}","users":"{}"}}"#,
+                                a.entitlement.resource, a.subject.id
+                            )
+                        } else {
+                            "{}".to_owned()
+                        }
+                    });
+                    (c.method.clone(), path, body)
+                })
+                .collect()
+        })
+        .collect();
+    let fresh = slack_workspace(latency).await;
+    let started = Instant::now();
+    let ok = replay(&client, &fresh.base_url(), plans.clone(), concurrency, None).await;
+    let native = ok as f64 / started.elapsed().as_secs_f64();
+    let members = fresh
+        .channel_members(&channel(0))
+        .contains(&SLACK_USER.to_owned());
+    assert!(members, "the native replay did the same work");
+
+    // The ceiling: the same replay, plus the two sandboxes every action needs (its write
+    // and its read-back), created and dropped without running anything in them.
+    let ceiling = if ceiling {
+        let floor = slack_workspace(latency).await;
+        let started = Instant::now();
+        let ok = replay(&client, &floor.base_url(), plans, concurrency, Some(&host)).await;
+        Some(ok as f64 / started.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+    Round {
+        engine,
+        native,
+        ceiling,
+        concurrency,
+        calls_per_action: report.actions.first().map_or(0, |a| a.http.len()),
+    }
 }
 
 /// Replays each action's calls in order, `concurrency` actions at a time; returns how many
-/// actions got only 2xx answers.
+/// actions got only 2xx answers. With `sandboxes`, each action first creates and drops two
+/// fresh Slack sandboxes, one each for the engine's write and read-back, calling nothing.
 async fn replay(
     client: &reqwest::Client,
+    base_url: &str,
     plans: Vec<Vec<(String, String, Option<String>)>>,
     concurrency: usize,
+    sandboxes: Option<&Arc<Host>>,
 ) -> usize {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for plan in plans {
         let client = client.clone();
         let semaphore = Arc::clone(&semaphore);
+        let sandboxes = sandboxes.cloned();
+        let base_url = base_url.to_owned();
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let mut ok = true;
-            for (method, url, body) in plan {
+            if let Some(host) = sandboxes {
+                for _ in 0..2 {
+                    ok &= host.bench_empty_sandbox("slack").await.is_ok();
+                }
+            }
+            for (method, path, body) in plan {
+                let url = format!("{base_url}{path}");
                 let request = match method.as_str() {
                     "POST" => client
                         .post(&url)
