@@ -916,3 +916,58 @@ async fn a_saved_plan_runs_exactly_or_not_at_all() {
         "--at must match the saved plan"
     );
 }
+
+#[tokio::test]
+async fn a_run_that_changes_apps_is_refused_while_another_holds_the_state() {
+    use portcullis::state::{SqliteStore, StateStore};
+
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    sim.set_collaborator("acme/platform-infra", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = CLI_POLICY.replace("sensitive = true", "");
+    write_policy_config(dir.path(), &sim.base_url(), &policy);
+
+    // Another run (here: this test process) is working on the state.
+    let store = SqliteStore::open(&dir.path().join("state/portcullis.db")).expect("state");
+    let held = store
+        .lock_run("pid 4242 running `portcullis apply` since 2027-01-04T00:00:00Z")
+        .expect("lock");
+
+    for args in [
+        &["apply", "--at", "2027-01-04"][..],
+        &["drift", "--apply", "--at", "2027-01-04"][..],
+    ] {
+        let output = portcullis(dir.path(), args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("pid 4242 running `portcullis apply`")
+                && stderr.contains("nothing was run"),
+            "names the holder: {stderr}"
+        );
+    }
+    assert!(
+        sim.requests().iter().all(|r| r.method == "GET"),
+        "nothing ran"
+    );
+    assert_eq!(store.runs().expect("runs").len(), 0, "no run was recorded");
+    // Reading needs no lock.
+    let output = portcullis(dir.path(), &["plan", "--at", "2027-01-04"]).await;
+    assert_eq!(output.status.code(), Some(0));
+
+    // The lock ends with its holder; the next apply runs.
+    drop(held);
+    let output = portcullis(dir.path(), &["apply", "--at", "2027-01-04"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "hubot")
+            .as_deref(),
+        Some("maintain")
+    );
+}

@@ -252,6 +252,11 @@ pub(crate) async fn apply_policy(
         Ok(pc) => pc,
         Err(message) => return bad_input(&message, json),
     };
+    // Held from reading the state for the plan until the last record of the run.
+    let _run_lock = match pc.ctx.store.lock_run(&lock_holder("apply")) {
+        Ok(lock) => lock,
+        Err(e) => return bad_input(&e.to_string(), json),
+    };
     let plan = match make_plan(&pc) {
         Ok(plan) => plan,
         Err(message) => return bad_input(&message, json),
@@ -281,6 +286,15 @@ pub(crate) async fn apply_policy(
         json,
     )
     .await
+}
+
+/// Who holds the run lock, as a refused run will show it.
+fn lock_holder(command: &str) -> String {
+    format!(
+        "pid {} running `portcullis {command}` since {}",
+        std::process::id(),
+        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }
 
 fn load_saved_plan(path: &Path) -> Result<Plan, String> {
@@ -686,6 +700,15 @@ pub(crate) async fn drift_command(
     let pc = match load_policy_context(config, args).await {
         Ok(pc) => pc,
         Err(message) => return bad_input(&message, json),
+    };
+    // Only a drift run that corrects anything needs the apps to itself.
+    let _run_lock = if apply {
+        match pc.ctx.store.lock_run(&lock_holder("drift --apply")) {
+            Ok(lock) => Some(lock),
+            Err(e) => return bad_input(&e.to_string(), json),
+        }
+    } else {
+        None
     };
     let state = match snapshot(&pc.ctx.store) {
         Ok(s) => s,

@@ -27,7 +27,8 @@ pub enum Exit {
     Success = 0,
     /// An action failed, or read-back did not confirm it.
     ActionFailed = 1,
-    /// Bad input: arguments, config, plugin file. Nothing ran.
+    /// Bad input (arguments, config, plugin file, policy, a stale saved plan), or another
+    /// run holds the state. Nothing ran.
     BadInput = 2,
     /// The application accepted the change but it is not in force yet (for example a
     /// GitHub invitation the person must accept).

@@ -10,6 +10,7 @@
 //! `--at` runs are reproducible. Backends keep timestamps to the microsecond (PostgreSQL's
 //! precision); finer digits are dropped when stored.
 
+mod lockfile;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,28 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::model::Target;
 pub use sqlite::SqliteStore;
+
+/// Proof that this process holds the state's run lock ([`StateStore::lock_run`]); dropping
+/// it releases the lock. What it holds is the backend's business (an OS file lock, a
+/// PostgreSQL advisory lock's connection).
+pub struct RunLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl RunLock {
+    /// Wraps whatever keeps the backend's lock held until it is dropped.
+    pub fn new(held: impl Send + Sync + 'static) -> RunLock {
+        RunLock {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for RunLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunLock").finish_non_exhaustive()
+    }
+}
 
 /// The error a backend wraps as the cause of a failure (a SQLite or PostgreSQL error).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -108,6 +131,14 @@ pub trait StateStore: Send + Sync {
     fn usage(&self) -> Result<Vec<UsageRecord>, StateError>;
 
     // ---- runs and actions ----
+
+    /// Take the run lock: at most one run that changes apps (`apply`, `drift --apply`)
+    /// works on this state at a time, from reading the state for its plan to its last
+    /// record, so two overlapping scheduled applies never both execute the same plan.
+    /// `holder` says who is asking (process, command, start time); a refusal is
+    /// [`StateError::Locked`] naming the current holder. The lock is released when the
+    /// returned guard drops or the process ends, so a crashed run never leaves it stale.
+    fn lock_run(&self, holder: &str) -> Result<RunLock, StateError>;
 
     /// Record the start of a run. Run ids are unique: beginning the same id twice is
     /// refused.
@@ -427,6 +458,11 @@ pub enum StateError {
         to: usize,
         source: BoxError,
     },
+    /// Another run holds the run lock ([`StateStore::lock_run`]).
+    #[error(
+        "another run is using {db} ({holder}); nothing was run. Wait for it to finish and run again: its lock ends with that process, even if it crashed"
+    )]
+    Locked { db: String, holder: String },
     /// The backend failed (I/O, locking, a constraint, a row it cannot read back).
     #[error("cannot {op} in {db}: {source}")]
     Backend {

@@ -10,8 +10,10 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -27,7 +29,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ActionRecord, Approval, ApprovalStatus, DesiredRow, Hold, ManagedGrant, NewApproval,
-    ObservedGrant, PersonRecord, RunRecord, StateError, StateStore, Target, UsageRecord,
+    ObservedGrant, PersonRecord, RunLock, RunRecord, StateError, StateStore, Target, UsageRecord,
+    lockfile,
 };
 
 /// Every schema version, in order. Append only: a released migration never changes.
@@ -46,6 +49,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     /// The path as given, for messages.
     db: String,
+    /// The database file (None in memory): its run lock lives beside it.
+    path: Option<PathBuf>,
+    /// The run lock of an in-memory store.
+    memory_lock: Arc<AtomicBool>,
     conn: Mutex<Connection>,
 }
 
@@ -69,14 +76,14 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(path).map_err(|e| open_error(&db, e))?;
-        SqliteStore::init(db, conn)
+        SqliteStore::init(db, Some(path.to_path_buf()), conn)
     }
 
     /// A fresh database in memory, gone when the store is dropped.
     pub fn open_in_memory() -> Result<SqliteStore, StateError> {
         let db = ":memory:".to_string();
         let conn = Connection::open_in_memory().map_err(|e| open_error(&db, e))?;
-        SqliteStore::init(db, conn)
+        SqliteStore::init(db, None, conn)
     }
 
     /// The database as named in messages (the path given to [`SqliteStore::open`]).
@@ -84,7 +91,11 @@ impl SqliteStore {
         &self.db
     }
 
-    fn init(db: String, mut conn: Connection) -> Result<SqliteStore, StateError> {
+    fn init(
+        db: String,
+        path: Option<PathBuf>,
+        mut conn: Connection,
+    ) -> Result<SqliteStore, StateError> {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| open_error(&db, e))?;
         // Per connection, off by default in SQLite: actions must belong to a run.
@@ -169,6 +180,8 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             db,
+            path,
+            memory_lock: Arc::new(AtomicBool::new(false)),
             conn: Mutex::new(conn),
         })
     }
@@ -834,6 +847,13 @@ impl StateStore for SqliteStore {
                 usage_row,
             )
         })
+    }
+
+    fn lock_run(&self, holder: &str) -> Result<RunLock, StateError> {
+        match &self.path {
+            Some(path) => lockfile::lock_beside(path, &self.db, holder),
+            None => lockfile::lock_in_process(&self.memory_lock, &self.db, holder),
+        }
     }
 
     fn begin_run(&self, run: &RunRecord) -> Result<(), StateError> {
@@ -2250,5 +2270,49 @@ mod tests {
             ),
             "{message}"
         );
+    }
+
+    #[test]
+    fn one_run_at_a_time_per_state_file_and_a_refusal_names_the_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let first = SqliteStore::open(&path).expect("open");
+        let second = SqliteStore::open(&path).expect("open again");
+
+        let held = first
+            .lock_run("pid 1 running `portcullis apply` since 2027-03-01T00:00:00Z")
+            .expect("first run takes the lock");
+        let refused = second.lock_run("pid 2").expect_err("second run refused");
+        let message = refused.to_string();
+        assert!(
+            matches!(&refused, StateError::Locked { holder, .. }
+                if holder == "pid 1 running `portcullis apply` since 2027-03-01T00:00:00Z"),
+            "{message}"
+        );
+        assert!(message.contains("nothing was run"), "{message}");
+        // Reading and writing state is not what the lock guards.
+        second.upsert_people(&[person("p1", "eng")]).expect("write");
+        assert!(lockfile::lock_path(&path).is_file());
+
+        drop(held);
+        let _again = second
+            .lock_run("pid 2")
+            .expect("free once the first run ends");
+        assert!(matches!(
+            first.lock_run("pid 3"),
+            Err(StateError::Locked { holder, .. }) if holder == "pid 2"
+        ));
+    }
+
+    #[test]
+    fn an_in_memory_store_is_locked_within_the_process() {
+        let store = store();
+        let held = store.lock_run("run a").expect("lock");
+        assert!(matches!(
+            store.lock_run("run b"),
+            Err(StateError::Locked { .. })
+        ));
+        drop(held);
+        store.lock_run("run b").expect("free again");
     }
 }
