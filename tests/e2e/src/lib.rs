@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use portcullis::audit::MemorySink;
+use portcullis::audit::{AuditSink, MemorySink};
 use portcullis::config::{AppConfig, Config, NetworkPolicy};
 use portcullis::secrets::SecretSource;
 use portcullis::{Host, Runtime};
@@ -67,16 +67,26 @@ pub fn host(apps: Vec<(&str, AppConfig)>) -> (Host, MemorySink) {
 }
 
 /// Like [`host`], with non-app parts of the config (limits) taken from `base`.
-pub fn host_with(mut base: Config, apps: Vec<(&str, AppConfig)>) -> (Host, MemorySink) {
+pub fn host_with(base: Config, apps: Vec<(&str, AppConfig)>) -> (Host, MemorySink) {
+    let audit = MemorySink::new();
+    let host = host_with_sink(base, apps, Arc::new(audit.clone()));
+    (host, audit)
+}
+
+/// Like [`host_with`], recording audit events in `sink` (the engine benchmark uses the
+/// production JSON-lines file).
+pub fn host_with_sink(
+    mut base: Config,
+    apps: Vec<(&str, AppConfig)>,
+    sink: Arc<dyn AuditSink>,
+) -> Host {
     for (name, app) in apps {
         base.apps.insert(name.to_owned(), app);
     }
-    let audit = MemorySink::new();
-    let host = Host::builder(base)
+    Host::builder(base)
         .runtime(runtime())
         .cache_dir(cache_dir())
-        .audit(Arc::new(audit.clone()))
+        .audit(sink)
         .build()
-        .expect("host builds");
-    (host, audit)
+        .expect("host builds")
 }
