@@ -258,7 +258,8 @@ impl AppLimiter {
 ///   `x-rate-limit-remaining: 0` + `x-rate-limit-reset` (Unix seconds; an ISO-8601 reset is
 ///   accepted too): wait until the reset, even on a 2xx (the next call would fail);
 /// - a 429 without a usable `Retry-After`: `x-ratelimit-reset` as ISO-8601 (Jira:
-///   `2026-11-25T21:40Z`, or with seconds and/or an offset) or Unix seconds.
+///   `2026-11-25T21:40Z`, read as the end of that minute; or with seconds and/or an
+///   offset) or Unix seconds.
 ///
 /// Several signals: the longest wait wins. Waits are clamped to [`MAX_SERVER_WAIT`]; a
 /// deadline already past is no wait. Unparseable values are ignored (logged at debug).
@@ -343,27 +344,40 @@ fn parse_reset(name: &str, value: &str, now: SystemTime) -> Option<Duration> {
 
 /// ISO-8601 date-times as Atlassian writes them: minutes or seconds (with an optional
 /// fraction), `Z` or a numeric offset.
+///
+/// Jira's documented form has minute precision (`2026-11-25T21:40Z`): the real reset lies
+/// somewhere in that minute, so it is read as the minute's *end*. Reading it as the start
+/// would let a request go up to 59 s before the server's window ends (and, within that
+/// minute, not wait at all).
 fn parse_iso8601(value: &str) -> Option<SystemTime> {
     use chrono::{DateTime, NaiveDateTime};
-    const NAIVE: &[&str] = &["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"];
-    const OFFSET: &[&str] = &[
-        "%Y-%m-%dT%H:%M:%S%.f%:z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M%:z",
-        "%Y-%m-%dT%H:%M%z",
+    // (format, minute precision)
+    const NAIVE: &[(&str, bool)] = &[("%Y-%m-%dT%H:%M:%S%.f", false), ("%Y-%m-%dT%H:%M", true)];
+    const OFFSET: &[(&str, bool)] = &[
+        ("%Y-%m-%dT%H:%M:%S%.f%:z", false),
+        ("%Y-%m-%dT%H:%M:%S%.f%z", false),
+        ("%Y-%m-%dT%H:%M%:z", true),
+        ("%Y-%m-%dT%H:%M%z", true),
     ];
-    let parsed = if let Some(utc) = value.strip_suffix(['Z', 'z']) {
-        NAIVE
-            .iter()
-            .find_map(|f| NaiveDateTime::parse_from_str(utc, f).ok())
-            .map(|t| t.and_utc())
+    let (parsed, minute_precision) = if let Some(utc) = value.strip_suffix(['Z', 'z']) {
+        NAIVE.iter().find_map(|(f, minutes)| {
+            NaiveDateTime::parse_from_str(utc, f)
+                .ok()
+                .map(|t| (t.and_utc(), *minutes))
+        })
     } else {
-        OFFSET
-            .iter()
-            .find_map(|f| DateTime::parse_from_str(value, f).ok())
-            .map(|t| t.to_utc())
+        OFFSET.iter().find_map(|(f, minutes)| {
+            DateTime::parse_from_str(value, f)
+                .ok()
+                .map(|t| (t.to_utc(), *minutes))
+        })
     }?;
-    Some(SystemTime::from(parsed))
+    let reset = SystemTime::from(parsed);
+    Some(if minute_precision {
+        reset + Duration::from_secs(60)
+    } else {
+        reset
+    })
 }
 
 #[cfg(test)]
@@ -431,11 +445,12 @@ mod tests {
 
     #[test]
     fn jira_iso_reset_on_a_429_with_and_without_seconds_or_offset() {
+        // Minute precision is the end of that minute: the reset is somewhere inside it.
         for (value, expected) in [
-            ("2026-11-25T21:40Z", 600),
+            ("2026-11-25T21:40Z", 660),
             ("2026-11-25T21:40:30Z", 630),
             ("2026-11-25T21:40:30.500Z", 630),
-            ("2026-11-25T22:40+01:00", 600),
+            ("2026-11-25T22:40+01:00", 660),
             ("2026-11-25T22:40:30+0100", 630),
             ("2026-11-25T21:40:30+00:00", 630),
         ] {
@@ -450,13 +465,28 @@ mod tests {
             ("x-ratelimit-remaining", "0"),
             ("x-ratelimit-reset", "2026-11-25T21:40Z"),
         ]);
-        assert_eq!(server_wait(429, &h, t0()), secs(600));
+        assert_eq!(server_wait(429, &h, t0()), secs(660));
         // With a Retry-After, the 429 rule defers to it.
         let h = headers(&[
             ("retry-after", "5"),
             ("x-ratelimit-reset", "2026-11-25T21:40Z"),
         ]);
         assert_eq!(server_wait(429, &h, t0()), secs(5));
+    }
+
+    #[test]
+    fn a_minute_precision_reset_is_waited_out_to_the_end_of_its_minute() {
+        // 21:40:58, and Jira's window ends at some second of 21:40 it does not say: the
+        // next request may only go at 21:41:00, never at once.
+        let now = t0() + Duration::from_secs(10 * 60 + 58);
+        let h = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "2026-11-25T21:40Z"),
+        ]);
+        assert_eq!(server_wait(429, &h, now), secs(2));
+        // A reset with seconds is taken as it is: past means no wait.
+        let h = headers(&[("x-ratelimit-reset", "2026-11-25T21:40:30Z")]);
+        assert_eq!(server_wait(429, &h, now), None);
     }
 
     #[test]
