@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use portcullis_simulators::{GITHUB_DEMO_TOKEN, github_demo};
+use portcullis_simulators::{GITHUB_DEMO_TOKEN, GithubSimulator, github_demo};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -495,6 +495,19 @@ fn write_policy_config(dir: &Path, base_url: &str, policy: &str) {
     std::fs::write(dir.join("people.json"), CLI_PEOPLE).expect("people");
 }
 
+/// A GitHub simulator where hubot already collaborates (so grants apply at once instead of
+/// inviting), and a config directory with the CLI policy minus its sensitive flag: one
+/// apply settles everything, no approval needed.
+async fn policy_without_approvals() -> (GithubSimulator, tempfile::TempDir) {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    sim.set_collaborator("acme/platform-infra", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = CLI_POLICY.replace("sensitive = true", "");
+    write_policy_config(dir.path(), &sim.base_url(), &policy);
+    (sim, dir)
+}
+
 #[tokio::test]
 async fn plan_apply_approve_and_apply_again_from_a_policy() {
     let sim = github_demo().await.expect("simulator");
@@ -702,13 +715,7 @@ async fn bad_policies_are_refused_before_anything_runs() {
 
 #[tokio::test]
 async fn discover_drift_and_dormant_from_the_command_line() {
-    let sim = github_demo().await.expect("simulator");
-    sim.set_collaborator("acme/platform-api", "hubot", "read");
-    sim.set_collaborator("acme/platform-infra", "hubot", "read");
-    let dir = tempfile::tempdir().expect("tempdir");
-    // Only the non-sensitive grant, so one apply settles everything.
-    let policy = CLI_POLICY.replace("sensitive = true", "");
-    write_policy_config(dir.path(), &sim.base_url(), &policy);
+    let (sim, dir) = policy_without_approvals().await;
     let output = portcullis(dir.path(), &["apply", "--at", "2027-01-04"]).await;
     assert_eq!(
         output.status.code(),
@@ -861,12 +868,7 @@ async fn discover_drift_and_dormant_from_the_command_line() {
 
 #[tokio::test]
 async fn a_saved_plan_runs_exactly_or_not_at_all() {
-    let sim = github_demo().await.expect("simulator");
-    sim.set_collaborator("acme/platform-api", "hubot", "read");
-    sim.set_collaborator("acme/platform-infra", "hubot", "read");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = CLI_POLICY.replace("sensitive = true", "");
-    write_policy_config(dir.path(), &sim.base_url(), &policy);
+    let (sim, dir) = policy_without_approvals().await;
 
     let output = portcullis(
         dir.path(),
@@ -921,12 +923,7 @@ async fn a_saved_plan_runs_exactly_or_not_at_all() {
 async fn a_run_that_changes_apps_is_refused_while_another_holds_the_state() {
     use portcullis::state::{SqliteStore, StateStore};
 
-    let sim = github_demo().await.expect("simulator");
-    sim.set_collaborator("acme/platform-api", "hubot", "read");
-    sim.set_collaborator("acme/platform-infra", "hubot", "read");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = CLI_POLICY.replace("sensitive = true", "");
-    write_policy_config(dir.path(), &sim.base_url(), &policy);
+    let (sim, dir) = policy_without_approvals().await;
 
     // Another run (here: this test process) is working on the state.
     let store = SqliteStore::open(&dir.path().join("state/portcullis.db")).expect("state");
