@@ -20,7 +20,7 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::faults::{FaultResponses, Faults, WriteFate, retry_after_secs};
+use crate::faults::{self, FaultResponses, Faults, Later, WriteFate, retry_after_secs};
 use crate::http;
 
 use super::json;
@@ -481,13 +481,15 @@ fn write_with_faults(world: &mut World, ctx: &Ctx, write: Write) -> Reply {
     match ctx.faults.decide_write() {
         WriteFate::Stand => *world = copy,
         WriteFate::Drop => {}
-        WriteFate::Lag(lag) => {
-            let shared = Arc::clone(&ctx.world);
-            tokio::spawn(async move {
-                tokio::time::sleep(lag).await;
-                let _late = write.apply(&mut shared.lock());
-            });
-        }
+        WriteFate::Lag(lag) => faults::schedule(
+            &ctx.world,
+            vec![Later {
+                lag,
+                apply: Box::new(move |world: &mut World| {
+                    let _late = write.apply(world);
+                }),
+            }],
+        ),
     }
     reply
 }

@@ -17,7 +17,7 @@ use axum::response::Response;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
-use crate::faults::{FaultResponses, Faults, WriteFate, retry_after_secs};
+use crate::faults::{self, FaultResponses, Faults, Later, WriteFate, retry_after_secs};
 use crate::http;
 
 use super::state::{Channel, Fail, Token, User, Usergroup, Workspace, cursor};
@@ -398,15 +398,19 @@ fn write_with_faults(
         WriteFate::Stand => *ws = copy,
         WriteFate::Drop => {}
         WriteFate::Lag(lag) => {
-            let shared = Arc::clone(&ctx.workspace);
             let caller = caller.clone();
             let method = method.to_owned();
-            tokio::spawn(async move {
-                tokio::time::sleep(lag).await;
-                if let Some(scopes) = scopes_of(&method) {
-                    let _late = dispatch(&mut shared.lock(), &caller, &method, &scopes, &args);
-                }
-            });
+            faults::schedule(
+                &ctx.workspace,
+                vec![Later {
+                    lag,
+                    apply: Box::new(move |ws: &mut Workspace| {
+                        if let Some(scopes) = scopes_of(&method) {
+                            let _late = dispatch(ws, &caller, &method, &scopes, &args);
+                        }
+                    }),
+                }],
+            );
         }
     }
     answer
