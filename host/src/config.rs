@@ -144,6 +144,8 @@ pub struct SandboxLimitsOverride {
     pub http_connect_timeout_ms: Option<u64>,
     pub http_timeout_ms: Option<u64>,
     pub http_max_response_bytes: Option<u64>,
+    pub list_max_pages: Option<u32>,
+    pub list_wall_ms: Option<u64>,
 }
 
 impl SandboxLimitsOverride {
@@ -162,6 +164,8 @@ impl SandboxLimitsOverride {
             http_max_response_bytes: self
                 .http_max_response_bytes
                 .unwrap_or(base.http_max_response_bytes),
+            list_max_pages: self.list_max_pages.unwrap_or(base.list_max_pages),
+            list_wall_ms: self.list_wall_ms.unwrap_or(base.list_wall_ms),
         }
     }
 }

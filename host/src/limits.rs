@@ -23,6 +23,12 @@ pub struct SandboxLimits {
     pub http_timeout_ms: u64,
     /// Largest response body the host buffers for the plugin.
     pub http_max_response_bytes: u64,
+    /// Most pages one listing (`list-grants --all`, discovery, drift) may take before the
+    /// host stops it as partial.
+    pub list_max_pages: u32,
+    /// Wall-clock budget for one whole listing, every page included; past it the host
+    /// stops the listing as partial.
+    pub list_wall_ms: u64,
 }
 
 impl Default for SandboxLimits {
@@ -37,6 +43,8 @@ impl Default for SandboxLimits {
             http_connect_timeout_ms: 5_000,
             http_timeout_ms: 30_000,
             http_max_response_bytes: 16 * 1024 * 1024,
+            list_max_pages: 1_000,
+            list_wall_ms: 300_000,
         }
     }
 }
