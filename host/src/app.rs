@@ -11,13 +11,14 @@ use crate::egress::Egress;
 use crate::limits::SandboxLimits;
 use crate::plugin::Plugin;
 use crate::ratelimit::AppLimiter;
-use crate::secrets::SecretStore;
+use crate::secrets::AppSecrets;
 
 pub struct App {
     pub name: String,
     pub base_url: Url,
     pub settings: BTreeMap<String, String>,
-    pub secrets: Arc<SecretStore>,
+    /// Loaded on first use; see [`AppSecrets`].
+    pub secrets: Arc<AppSecrets>,
     pub network: NetworkPolicy,
     pub limits: SandboxLimits,
     pub plugin: Arc<Plugin>,

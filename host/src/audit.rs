@@ -6,7 +6,8 @@
 //!
 //! Architecture invariants:
 //! - An event never contains a secret value or a request/response body. URLs are recorded
-//!   without user-info and with credential-looking query parameters redacted.
+//!   without user-info and with credential-looking query parameters redacted; every line
+//!   is scrubbed of loaded secret values ([`crate::redact`]) before it is written.
 //! - Writing the intent of a call is a precondition of running it: if the sink fails, the
 //!   call is refused (fail closed), so nothing happens that the trail does not show.
 
@@ -103,6 +104,11 @@ pub enum AuditEvent {
         entitlement: Entitlement,
         policy_hash: String,
     },
+    /// A plugin's `describe` broke a rule of the contract; none of its other exports run.
+    PluginRefused {
+        origin: String,
+        reason: String,
+    },
     /// Written after the plugin returns, fails or is stopped.
     CallFinished {
         operation: String,
@@ -158,7 +164,10 @@ impl JsonLinesSink {
 
 impl AuditSink for JsonLinesSink {
     fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        let mut line = serde_json::to_vec(record).map_err(|e| AuditError(e.to_string()))?;
+        let line = serde_json::to_vec(record).map_err(|e| AuditError(e.to_string()))?;
+        // Last line of defence: a secret that reached a record any way at all (its
+        // JSON-escaped form included) is scrubbed before the line is written.
+        let mut line = crate::redact::global().scrub_bytes(&line).into_owned();
         line.push(b'\n');
         let mut file = self.file.lock();
         file.write_all(&line)
@@ -219,7 +228,7 @@ impl AuditSink for TracingSink {
         // Serialising costs more than the sandbox itself; skip it when nobody listens.
         if tracing::enabled!(target: "portcullis::audit", tracing::Level::DEBUG) {
             let json = serde_json::to_string(record).map_err(|e| AuditError(e.to_string()))?;
-            tracing::debug!(target: "portcullis::audit", "{json}");
+            tracing::debug!(target: "portcullis::audit", "{}", crate::redact::scrub(&json));
         }
         Ok(())
     }

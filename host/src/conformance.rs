@@ -17,6 +17,7 @@ use crate::model::{
     Subject,
 };
 use crate::sandbox::{CallError, CallReport, HttpCall};
+use crate::untrusted::Shown;
 
 /// What to exercise: one subject and one entitlement in one configured app.
 #[derive(Debug, Clone)]
@@ -50,11 +51,12 @@ impl ConformanceReport {
     pub fn table(&self) -> String {
         let mut out = String::new();
         for step in &self.steps {
+            // Details and URLs come from the plugin: escaped, one line each.
             out.push_str(&format!(
                 "{:<4} {:<28} {}\n",
                 if step.passed { "PASS" } else { "FAIL" },
                 step.step,
-                step.detail
+                Shown(&step.detail)
             ));
             for call in &step.http {
                 let status = match (&call.status, &call.refused) {
@@ -64,7 +66,10 @@ impl ConformanceReport {
                 };
                 out.push_str(&format!(
                     "{:<33} {} {} -> {}\n",
-                    "", call.method, call.url, status
+                    "",
+                    call.method,
+                    Shown(&call.url),
+                    Shown(&status)
                 ));
             }
         }
@@ -274,6 +279,11 @@ async fn list_all(
         resource: Some(entitlement.resource.clone()),
         cursor: None,
     };
-    let (result, report) = host.list_all_grants(app, &query).await;
-    (result.map_err(|e| e.to_string()), report)
+    // Only a complete listing can show a grant present or absent.
+    let listing = host.list_all_grants(app, &query).await;
+    let result = match listing.stopped {
+        None => Ok(listing.grants),
+        Some(stop) => Err(stop.to_string()),
+    };
+    (result, listing.report)
 }

@@ -25,7 +25,8 @@ pub struct Listing {
     /// Whole kind (`None`) or these resources, one listing each.
     pub resources: Option<Vec<String>>,
     pub grants: Vec<ObservedGrant>,
-    /// Why some or all of it could not be listed; such a listing is not stored.
+    /// Why some or all of it could not be listed. Such a listing is partial: its grants
+    /// are shown and merged into observed state, but it never proves a grant absent.
     pub errors: Vec<String>,
     /// Resources in scope that the app does not know: nothing can be held on them, so
     /// the listing is still complete, but the policy or state names something missing.
@@ -55,9 +56,10 @@ impl Discovery {
     }
 }
 
-/// Lists every kind of every app in `apps` and stores each complete listing (a listing
-/// that failed part-way keeps the previous snapshot: a half listing would look like
-/// revoked access).
+/// Lists every kind of every app in `apps` and stores each listing: a complete one
+/// replaces the app+kind's observed grants; one the host stopped part-way (a failed page,
+/// a repeated cursor, the page cap or the deadline) is merged in without removing anything
+/// and recorded as partial (a half listing would otherwise look like revoked access).
 pub async fn discover(
     host: &Host,
     store: &dyn StateStore,
@@ -88,9 +90,20 @@ pub async fn discover(
         listings: Vec::new(),
     };
     for listing in per_app.into_iter().flatten() {
-        // A listing that failed part-way keeps the previous snapshot.
-        if listing.errors.is_empty() {
+        if listing.kind.is_empty() {
+            // `describe` failed: nothing was listed.
+        } else if listing.errors.is_empty() {
             store.replace_observed(&listing.app, &listing.kind, at, &listing.grants)?;
+        } else {
+            // Stopped part-way: what was read is kept, nothing is removed, and the listing
+            // is recorded as partial so no decision rests on a grant's absence from it.
+            store.merge_partial_observed(
+                &listing.app,
+                &listing.kind,
+                at,
+                &listing.grants,
+                &listing.errors.join("; "),
+            )?;
         }
         discovery.listings.push(listing);
     }
@@ -147,19 +160,24 @@ async fn list_kind(
         resource: None,
         cursor: None,
     };
-    let (result, report) = host.list_all_grants(app, &whole).await;
-    listing.http_calls += report.http.len();
-    match result {
-        Ok(grants) => {
-            listing.grants = observed(app, kind, grants, at);
+    let whole_listing = host.list_all_grants(app, &whole).await;
+    listing.http_calls += whole_listing.report.http.len();
+    match (&whole_listing.stopped, whole_listing.first_page_error()) {
+        (None, _) => {
+            listing.grants = observed(app, kind, whole_listing.grants, at);
             return listing;
         }
         // The connector needs a resource: list those in scope, one by one.
-        Err(CallError::Connector(
-            ConnectorError::InvalidRequest(_) | ConnectorError::Unsupported(_),
-        )) => {}
-        Err(e) => {
-            listing.errors.push(format!("{app} {kind}: {e}"));
+        (
+            _,
+            Some(CallError::Connector(
+                ConnectorError::InvalidRequest(_) | ConnectorError::Unsupported(_),
+            )),
+        ) => {}
+        // Stopped part-way: keep what was read, marked partial by the error.
+        (Some(stop), _) => {
+            listing.errors.push(format!("{app} {kind}: {stop}"));
+            listing.grants = observed(app, kind, whole_listing.grants, at);
             return listing;
         }
     }
@@ -172,15 +190,18 @@ async fn list_kind(
             resource: Some(resource.clone()),
             cursor: None,
         };
-        let (result, report) = host.list_all_grants(app, &query).await;
-        listing.http_calls += report.http.len();
-        match result {
-            Ok(grants) => listing.grants.extend(observed(app, kind, grants, at)),
-            Err(CallError::Connector(ConnectorError::NotFound(why))) => listing
+        let one = host.list_all_grants(app, &query).await;
+        listing.http_calls += one.report.http.len();
+        match (&one.stopped, one.first_page_error()) {
+            (None, _) => {}
+            (_, Some(CallError::Connector(ConnectorError::NotFound(why)))) => listing
                 .warnings
                 .push(format!("{app} {kind} {resource} does not exist: {why}")),
-            Err(e) => listing.errors.push(format!("{app} {kind} {resource}: {e}")),
+            (Some(stop), _) => listing
+                .errors
+                .push(format!("{app} {kind} {resource}: {stop}")),
         }
+        listing.grants.extend(observed(app, kind, one.grants, at));
     }
     listing.resources = Some(resources);
     listing

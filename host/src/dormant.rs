@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Target;
 use crate::people::parse_time;
-use crate::state::{ManagedGrant, ManagedStatus, ObservedGrant, UsageRecord};
+use crate::state::{ManagedGrant, ManagedStatus, ObservedGrant, ObservedListing, UsageRecord};
 
 /// The default threshold.
 pub const DEFAULT_DAYS: u32 = 90;
@@ -38,13 +38,39 @@ pub struct DormantGrant {
 }
 
 /// The managed grants unused for `days` or more as of `at`, by person and target.
+///
+/// Where the last listing of an app and kind was partial (`listings`), a grant that
+/// listing did not show is skipped rather than judged: its use may be on a page that was
+/// never read, and no decision rests on absence from a partial listing.
 pub fn dormant(
     managed: &[ManagedGrant],
     observed: &[ObservedGrant],
+    listings: &[ObservedListing],
     usage: &[UsageRecord],
     days: u32,
     at: DateTime<Utc>,
 ) -> Vec<DormantGrant> {
+    let partial: BTreeMap<(&str, &str), DateTime<Utc>> = listings
+        .iter()
+        .filter(|l| !l.complete)
+        .map(|l| ((l.app.as_str(), l.kind.as_str()), l.listed_at))
+        .collect();
+    let seen_in_partial: BTreeSet<(&str, &str, &str, &str)> = observed
+        .iter()
+        .filter(|o| {
+            partial
+                .get(&(o.target.app.as_str(), o.target.kind.as_str()))
+                .is_some_and(|listed| o.observed_at >= *listed)
+        })
+        .map(|o| {
+            (
+                o.target.app.as_str(),
+                o.subject.as_str(),
+                o.target.kind.as_str(),
+                o.target.resource.as_str(),
+            )
+        })
+        .collect();
     let mut last: BTreeMap<(&str, &str, &str, &str), DateTime<Utc>> = BTreeMap::new();
     let mut covered: BTreeSet<&str> = BTreeSet::new();
     for o in observed {
@@ -84,6 +110,18 @@ pub fn dormant(
             grant.target.kind.as_str(),
             grant.target.resource.as_str(),
         );
+        let in_partial = partial.contains_key(&(key.0, key.2));
+        let from_usage = usage.iter().any(|u| {
+            (
+                u.app.as_str(),
+                u.subject.as_str(),
+                u.kind.as_str(),
+                u.resource.as_str(),
+            ) == key
+        });
+        if in_partial && !seen_in_partial.contains(&key) && !from_usage {
+            continue;
+        }
         let used = last.get(&key).copied();
         let since = used.unwrap_or(grant.granted_at);
         let days_unused = (at - since).num_days();
@@ -231,6 +269,48 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_listing_decides_only_for_the_grants_it_showed() {
+        let now = at(2027, 1, 1);
+        let listed_at = at(2026, 12, 31);
+        let grants = [
+            managed("github", "acme/shown", at(2026, 1, 1)),
+            managed("github", "acme/unread", at(2026, 1, 1)),
+        ];
+        let shown = ObservedGrant {
+            target: Target::new("github", "repository", "acme/shown"),
+            subject: "josh".into(),
+            level: Some("write".into()),
+            pending: false,
+            last_used_at: Some(at(2026, 2, 1)),
+            observed_at: listed_at,
+        };
+        let partial = ObservedListing {
+            app: "github".into(),
+            kind: "repository".into(),
+            listed_at,
+            complete: false,
+            reason: Some("page 3 failed".into()),
+        };
+        let found = dormant(&grants, &[shown.clone()], &[partial.clone()], &[], 90, now);
+        let names: Vec<&str> = found.iter().map(|d| d.target.resource.as_str()).collect();
+        assert_eq!(
+            names,
+            ["acme/shown"],
+            "acme/unread may be on an unread page"
+        );
+        // The same listing, complete: the unread grant's absence now proves it unused.
+        let complete = ObservedListing {
+            complete: true,
+            reason: None,
+            ..partial
+        };
+        assert_eq!(
+            dormant(&grants, &[shown], &[complete], &[], 90, now).len(),
+            2
+        );
+    }
+
+    #[test]
     fn old_use_is_dormant_recent_use_is_not_and_unknown_apps_are_left_alone() {
         let now = at(2027, 1, 1);
         let grants = [
@@ -244,7 +324,7 @@ mod tests {
             used("github", "acme/old", at(2026, 8, 1)),
             used("github", "acme/fresh", at(2026, 12, 1)),
         ];
-        let found = dormant(&grants, &[], &usage, DEFAULT_DAYS, now);
+        let found = dormant(&grants, &[], &[], &usage, DEFAULT_DAYS, now);
         let names: Vec<&str> = found.iter().map(|d| d.target.resource.as_str()).collect();
         assert_eq!(names, ["acme/old", "acme/never"]);
         assert_eq!(found[0].days_unused, 153);
@@ -273,13 +353,14 @@ mod tests {
             dormant(
                 std::slice::from_ref(&grant),
                 &[observed],
+                &[],
                 &old_usage,
                 90,
                 now
             )
             .is_empty()
         );
-        assert_eq!(dormant(&[grant], &[], &old_usage, 90, now).len(), 1);
+        assert_eq!(dormant(&[grant], &[], &[], &old_usage, 90, now).len(), 1);
     }
 
     #[test]

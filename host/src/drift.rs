@@ -55,14 +55,17 @@ impl std::fmt::Display for DriftItem {
             (true, Some(level)) => level.clone(),
             (true, None) => "yes".to_owned(),
         };
+        // Subjects, levels and reasons can come from an app: escaped, so the item stays
+        // one line whatever they hold.
+        use crate::untrusted::Shown;
         write!(
             f,
             "{} [{}{person}] held {} wanted {}: {}",
-            self.target,
-            self.subject,
-            shown(self.observed, &self.observed_level),
-            shown(self.wanted, &self.wanted_level),
-            self.why
+            Shown(&self.target.to_string()),
+            Shown(&self.subject),
+            Shown(&shown(self.observed, &self.observed_level)),
+            Shown(&shown(self.wanted, &self.wanted_level)),
+            Shown(&self.why)
         )
     }
 }

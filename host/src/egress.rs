@@ -31,7 +31,7 @@ use url::{Host, Url};
 use crate::config::NetworkPolicy;
 use crate::limits::SandboxLimits;
 use crate::ratelimit::AppLimiter;
-use crate::secrets::SecretStore;
+use crate::secrets::{AppSecrets, SecretStore};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -124,7 +124,7 @@ pub struct HttpEgress {
     app: String,
     base_url: Url,
     network: NetworkPolicy,
-    secrets: Arc<SecretStore>,
+    secrets: Arc<AppSecrets>,
     max_response_bytes: u64,
     client: reqwest::Client,
     limiter: Arc<AppLimiter>,
@@ -135,7 +135,7 @@ impl HttpEgress {
         app: &str,
         base_url: Url,
         network: NetworkPolicy,
-        secrets: Arc<SecretStore>,
+        secrets: Arc<AppSecrets>,
         limits: &SandboxLimits,
         limiter: Arc<AppLimiter>,
     ) -> Result<HttpEgress, reqwest::Error> {
@@ -197,7 +197,11 @@ impl HttpEgress {
                 url: &url,
                 body: request.body.as_deref(),
             };
-            inject_auth(&self.secrets, auth, &mut headers, &target)?;
+            let secrets = self
+                .secrets
+                .load()
+                .map_err(|problem| EgressError::MissingSecret(problem.to_string()))?;
+            inject_auth(secrets, auth, &mut headers, &target)?;
         }
         let mut builder = self
             .client

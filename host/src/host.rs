@@ -2,8 +2,11 @@
 //! applications with their loaded plugins, and runs connector operations against them,
 //! each in a fresh sandbox.
 //!
-//! Building a host does all the checking (secrets resolved, plugins loaded and checked
-//! against the contract) before any call can run: a host that builds is ready.
+//! Building a host loads every plugin and checks it against the contract before any call
+//! can run. Two checks wait for an app's first use, so one broken app cannot stop the
+//! others: its secrets are read then (a missing one refuses that app's calls, naming it),
+//! and its `describe` is validated against the contract's rules (see [`crate::contract`])
+//! before any other export of it runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -16,14 +19,15 @@ use crate::cache::CompileCache;
 use crate::config::{AppConfig, Config};
 use crate::egress::{Egress, HttpEgress};
 use crate::model::{
-    Action, CheckReport, ConnectorInfo, Entitlement, Grant, GrantOutcome, GrantPage, GrantQuery,
-    Observed, RevokeOutcome, Subject,
+    Action, CheckReport, ConnectorError, ConnectorInfo, Entitlement, Grant, GrantOutcome,
+    GrantPage, GrantQuery, Observed, RevokeOutcome, Subject,
 };
 use crate::plugin::{Plugin, PluginError};
 use crate::readback::{Checked, Verdict, grant_verdict, revoke_verdict};
 use crate::runtime::Runtime;
 use crate::sandbox::{self, Call, CallError, CallReport, CallState, GuestFuture, Operation};
-use crate::secrets::SecretStore;
+use crate::secrets::AppSecrets;
+use crate::untrusted::caps;
 use wasmtime::Store;
 
 /// Why a host could not be built. Each names the app and field at fault.
@@ -31,12 +35,6 @@ use wasmtime::Store;
 pub enum HostError {
     #[error("app `{app}`: {source}")]
     Plugin { app: String, source: PluginError },
-    #[error("apps.{app}.secrets.{secret}: {problem}")]
-    Secret {
-        app: String,
-        secret: String,
-        problem: String,
-    },
     #[error("app `{app}`: cannot build its HTTP client: {message}")]
     Http { app: String, message: String },
     #[error("cannot start the WebAssembly runtime: {0}")]
@@ -191,13 +189,8 @@ fn build_app(
     plugin: Arc<Plugin>,
     egress_override: Option<&Arc<dyn Egress>>,
 ) -> Result<App, HostError> {
-    let secrets = Arc::new(SecretStore::load(&app.secrets, &app.reveal).map_err(
-        |(secret, problem)| HostError::Secret {
-            app: name.to_owned(),
-            secret,
-            problem,
-        },
-    )?);
+    // Read when the app is first used: a missing secret fails this app alone.
+    let secrets = Arc::new(AppSecrets::new(name, &app.secrets, &app.reveal));
     let limits = config.limits_for(app);
     let limiter = Arc::new(crate::ratelimit::AppLimiter::new(name, &app.rate_limit));
     let egress: Arc<dyn Egress> = match egress_override {
@@ -273,8 +266,27 @@ impl Host {
         })
     }
 
-    /// Looks `app` up and runs one export of its plugin in a fresh sandbox.
+    /// Looks `app` up and runs one export of its plugin in a fresh sandbox, once the
+    /// plugin's `describe` has passed the contract's rules.
     async fn call_export<T, F>(&self, app: &str, operation: Operation, call: F) -> Call<T>
+    where
+        T: Send,
+        F: for<'a> FnOnce(&'a guest::Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
+    {
+        if self.apps.contains_key(app)
+            && let Err(error) = self.connector_info(app).await
+        {
+            return Call {
+                result: Err(error),
+                report: CallReport::default(),
+            };
+        }
+        self.run_export(app, operation, call).await
+    }
+
+    /// Runs one export without the contract check: `describe` itself, which the check
+    /// needs.
+    async fn run_export<T, F>(&self, app: &str, operation: Operation, call: F) -> Call<T>
     where
         T: Send,
         F: for<'a> FnOnce(&'a guest::Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
@@ -294,7 +306,7 @@ impl Host {
     }
 
     pub async fn describe(&self, app: &str) -> Call<ConnectorInfo> {
-        self.call_export(app, Operation::simple("describe"), |guest, store| {
+        self.run_export(app, Operation::simple("describe"), |guest, store| {
             Box::pin(async move { Ok(Ok(guest.call_describe(store).await?.into())) })
         })
         .await
@@ -361,61 +373,186 @@ impl Host {
         self.call_export(app, Operation::simple("list-grants"), |guest, store| {
             Box::pin(async move {
                 let result = guest.call_list_grants(store, &wit_query).await?;
-                Ok(result.map(Into::into).map_err(Into::into))
+                Ok(match result {
+                    Ok(page) => checked_page(page),
+                    Err(e) => Err(e.into()),
+                })
             })
         })
         .await
     }
 }
 
-/// Most pages one listing may take: 1,000 pages of 100 is more than any app's
-/// collaborators on one resource, and a connector looping forever must stop.
-pub const MAX_PAGES: usize = 1_000;
+/// Why a listing stopped before its last page. The grants read until then are kept
+/// (and shown, and stored as observed) but the listing is partial: nothing may be
+/// concluded from a grant's absence in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[serde(tag = "stopped", rename_all = "kebab-case")]
+pub enum ListingStop {
+    /// A page failed.
+    #[error("page {page} failed: {error}")]
+    Failed { page: u32, error: CallError },
+    #[error(
+        "the connector returned cursor {} again on page {page}; a listing that repeats a cursor never ends, so the host stopped it (a connector or server bug: report it to the plugin's vendor)",
+        crate::untrusted::Shown(&preview(cursor))
+    )]
+    RepeatedCursor { page: u32, cursor: String },
+    #[error(
+        "the listing reached its cap of {max} pages and was stopped (limits.list_max_pages; raise it if the app really holds that much)"
+    )]
+    PageCap { max: u32 },
+    #[error(
+        "the listing did not finish within its {limit_ms} ms budget and was stopped after {pages} pages (limits.list_wall_ms)"
+    )]
+    Deadline { limit_ms: u64, pages: u32 },
+    #[error(
+        "the listing reached the host's cap of {max} grants and was stopped (no honest listing of one kind is that long)"
+    )]
+    GrantCap { max: usize },
+}
+
+/// Most grants one listing keeps, whatever its page count: bounds the host's memory.
+pub const MAX_LISTED_GRANTS: usize = 1_000_000;
+
+fn preview(cursor: &str) -> String {
+    let cut: String = cursor.chars().take(60).collect();
+    if cut.len() < cursor.len() {
+        format!("`{cut}…` ({} bytes)", cursor.len())
+    } else {
+        format!("`{cut}`")
+    }
+}
+
+/// Every page of one `list-grants` query, or as many as the host's bounds allowed.
+#[derive(Debug, Clone, Default)]
+pub struct GrantListing {
+    pub grants: Vec<Grant>,
+    pub pages: u32,
+    /// `None` when the connector reported its last page: only then is the listing complete.
+    pub stopped: Option<ListingStop>,
+    /// The HTTP calls of every page.
+    pub report: CallReport,
+}
+
+impl GrantListing {
+    pub fn is_complete(&self) -> bool {
+        self.stopped.is_none()
+    }
+
+    /// The first page's own error, when the listing failed before reading anything (a
+    /// connector that needs a resource says so on page 1).
+    pub fn first_page_error(&self) -> Option<&CallError> {
+        match &self.stopped {
+            Some(ListingStop::Failed { page: 1, error }) if self.grants.is_empty() => Some(error),
+            _ => None,
+        }
+    }
+}
 
 impl Host {
     /// Every page of `list-grants` for `query` (its cursor is ignored), each page in its
-    /// own fresh sandbox, with the HTTP calls of all pages. A connector that never stops
-    /// paging fails after [`MAX_PAGES`].
-    pub async fn list_all_grants(
-        &self,
-        app: &str,
-        query: &GrantQuery,
-    ) -> (Result<Vec<Grant>, CallError>, CallReport) {
+    /// own fresh sandbox. The host stops the listing, keeping what it read, on a repeated
+    /// cursor, past `limits.list_max_pages` pages, past `limits.list_wall_ms` (checked
+    /// between pages; a page in flight ends within its own `limits.wall_ms`), past
+    /// [`MAX_LISTED_GRANTS`], or when a page fails.
+    pub async fn list_all_grants(&self, app: &str, query: &GrantQuery) -> GrantListing {
+        let mut listing = GrantListing::default();
+        let Some(app_ref) = self.apps.get(app) else {
+            listing.stopped = Some(ListingStop::Failed {
+                page: 1,
+                error: self.unknown_app(app),
+            });
+            return listing;
+        };
+        let (max_pages, wall_ms) = (app_ref.limits.list_max_pages, app_ref.limits.list_wall_ms);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wall_ms);
         let mut query = GrantQuery {
             cursor: None,
             ..query.clone()
         };
-        let mut grants = Vec::new();
-        let mut report = CallReport::default();
-        for _ in 0..MAX_PAGES {
-            let call = self.list_grants(app, &query).await;
-            report.http.extend(call.report.http);
-            report.duration_ms += call.report.duration_ms;
-            match call.result {
-                Ok(page) => {
-                    grants.extend(page.grants);
-                    match page.next_cursor {
-                        Some(cursor) => query.cursor = Some(cursor),
-                        None => return (Ok(grants), report),
-                    }
-                }
-                Err(e) => return (Err(e), report),
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        loop {
+            if listing.pages >= max_pages {
+                listing.stopped = Some(ListingStop::PageCap { max: max_pages });
+                return listing;
             }
+            if std::time::Instant::now() >= deadline {
+                listing.stopped = Some(ListingStop::Deadline {
+                    limit_ms: wall_ms,
+                    pages: listing.pages,
+                });
+                return listing;
+            }
+            let call = self.list_grants(app, &query).await;
+            listing.pages += 1;
+            listing.report.http.extend(call.report.http);
+            listing.report.duration_ms += call.report.duration_ms;
+            listing.report.host_calls += call.report.host_calls;
+            let page = match call.result {
+                Ok(page) => page,
+                Err(error) => {
+                    listing.stopped = Some(ListingStop::Failed {
+                        page: listing.pages,
+                        error,
+                    });
+                    return listing;
+                }
+            };
+            let room = MAX_LISTED_GRANTS.saturating_sub(listing.grants.len());
+            if page.grants.len() > room {
+                listing.grants.extend(page.grants.into_iter().take(room));
+                listing.stopped = Some(ListingStop::GrantCap {
+                    max: MAX_LISTED_GRANTS,
+                });
+                return listing;
+            }
+            listing.grants.extend(page.grants);
+            let Some(cursor) = page.next_cursor else {
+                return listing;
+            };
+            // The first cursor is "none"; any cursor seen before means a loop.
+            if !seen.insert(cursor.clone()) {
+                listing.stopped = Some(ListingStop::RepeatedCursor {
+                    page: listing.pages,
+                    cursor,
+                });
+                return listing;
+            }
+            query.cursor = Some(cursor);
         }
-        let error = CallError::Refused(format!(
-            "list-grants of {app} did not finish within {MAX_PAGES} pages; the connector keeps returning a next cursor"
-        ));
-        (Err(error), report)
     }
 
-    /// The connector's `describe`, cached per app after the first successful call.
+    /// The connector's `describe`, checked against the contract's rules
+    /// ([`crate::contract`]) and cached per app after the first success. Every other export
+    /// waits for it, so a plugin whose description breaks a rule never runs anything else.
     pub async fn connector_info(&self, app: &str) -> Result<ConnectorInfo, CallError> {
         let Some(app_ref) = self.apps.get(app) else {
             return Err(self.unknown_app(app));
         };
         app_ref
             .info
-            .get_or_try_init(|| async { self.describe(app).await.result })
+            .get_or_try_init(|| async {
+                let info = self.describe(app).await.result?;
+                if let Err(violation) = crate::contract::validate(&app_ref.plugin.origin, &info) {
+                    let reason = violation.to_string();
+                    let refused = crate::audit::AuditRecord {
+                        at: chrono::Utc::now(),
+                        call_id: format!("refused-{app}"),
+                        app: app.to_owned(),
+                        plugin_sha256: app_ref.plugin.sha256.clone(),
+                        event: crate::audit::AuditEvent::PluginRefused {
+                            origin: app_ref.plugin.origin.clone(),
+                            reason: reason.clone(),
+                        },
+                    };
+                    // The refusal stands even if it cannot be audited; the error says why.
+                    if let Err(e) = self.audit.record(&refused) {
+                        return Err(CallError::Refused(format!("{reason} (and {e})")));
+                    }
+                    return Err(CallError::Refused(reason));
+                }
+                Ok(info)
+            })
             .await
             .cloned()
     }
@@ -506,6 +643,29 @@ impl Host {
         };
         sandbox::instantiate_and_drop(&self.runtime, &self.audit, app).await
     }
+}
+
+/// A page as the host accepts it: at most [`caps::GRANTS_PER_PAGE`] grants and a cursor of
+/// at most [`caps::CURSOR_BYTES`] (a cursor that grows every page is a loop in disguise).
+/// Checked before conversion, so an oversized page costs no copies.
+fn checked_page(page: crate::bindings::types::GrantPage) -> Result<GrantPage, ConnectorError> {
+    if page.grants.len() > caps::GRANTS_PER_PAGE {
+        return Err(ConnectorError::InvalidRequest(format!(
+            "the plugin returned {} grants on one page, over the host's cap of {}; page the listing",
+            page.grants.len(),
+            caps::GRANTS_PER_PAGE
+        )));
+    }
+    if let Some(cursor) = &page.next_cursor
+        && cursor.len() > caps::CURSOR_BYTES
+    {
+        return Err(ConnectorError::InvalidRequest(format!(
+            "the plugin returned a {}-byte cursor, over the host's cap of {} bytes",
+            cursor.len(),
+            caps::CURSOR_BYTES
+        )));
+    }
+    Ok(page.into())
 }
 
 fn guest_of(instance: &crate::bindings::Plugin) -> &guest::Guest {

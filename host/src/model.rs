@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::bindings::types as wit;
+use crate::untrusted::{bound, bound_list, caps};
+
+/// A string from a plugin as the host keeps it: every loaded secret scrubbed (before the
+/// cut, so no part of one survives it), then bounded to `max` bytes.
+fn inbound(text: String, max: usize) -> String {
+    bound(crate::redact::scrubbed(text), max)
+}
 
 /// Who receives or loses access, in the application's own identifiers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -194,8 +201,8 @@ impl From<&Subject> for wit::Subject {
 impl From<wit::Subject> for Subject {
     fn from(s: wit::Subject) -> Self {
         Subject {
-            id: s.id,
-            email: s.email,
+            id: inbound(s.id, caps::ID_BYTES),
+            email: s.email.map(|e| inbound(e, caps::ID_BYTES)),
         }
     }
 }
@@ -213,9 +220,9 @@ impl From<&Entitlement> for wit::Entitlement {
 impl From<wit::Entitlement> for Entitlement {
     fn from(e: wit::Entitlement) -> Self {
         Entitlement {
-            kind: e.kind,
-            resource: e.resource,
-            level: e.level,
+            kind: inbound(e.kind, caps::ID_BYTES),
+            resource: inbound(e.resource, caps::ID_BYTES),
+            level: e.level.map(|l| inbound(l, caps::ID_BYTES)),
         }
     }
 }
@@ -253,10 +260,12 @@ impl From<wit::ConnectorInfo> for ConnectorInfo {
 
 impl From<wit::CheckReport> for CheckReport {
     fn from(r: wit::CheckReport) -> Self {
+        let scrub_all =
+            |items: Vec<String>| items.into_iter().map(crate::redact::scrubbed).collect();
         CheckReport {
-            principal: r.principal,
-            scopes: r.scopes,
-            warnings: r.warnings,
+            principal: inbound(r.principal, caps::MESSAGE_BYTES),
+            scopes: bound_list(scrub_all(r.scopes), caps::LIST_ITEMS, caps::ID_BYTES),
+            warnings: bound_list(scrub_all(r.warnings), caps::LIST_ITEMS, caps::MESSAGE_BYTES),
         }
     }
 }
@@ -266,7 +275,9 @@ impl From<wit::GrantOutcome> for GrantOutcome {
         match o {
             wit::GrantOutcome::Granted => GrantOutcome::Granted,
             wit::GrantOutcome::AlreadyPresent => GrantOutcome::AlreadyPresent,
-            wit::GrantOutcome::Pending(detail) => GrantOutcome::Pending { detail },
+            wit::GrantOutcome::Pending(detail) => GrantOutcome::Pending {
+                detail: inbound(detail, caps::MESSAGE_BYTES),
+            },
         }
     }
 }
@@ -283,9 +294,13 @@ impl From<wit::RevokeOutcome> for RevokeOutcome {
 impl From<wit::Observed> for Observed {
     fn from(o: wit::Observed) -> Self {
         match o {
-            wit::Observed::Present(level) => Observed::Present { level },
+            wit::Observed::Present(level) => Observed::Present {
+                level: level.map(|l| inbound(l, caps::ID_BYTES)),
+            },
             wit::Observed::Absent => Observed::Absent,
-            wit::Observed::Pending(level) => Observed::Pending { level },
+            wit::Observed::Pending(level) => Observed::Pending {
+                level: level.map(|l| inbound(l, caps::ID_BYTES)),
+            },
         }
     }
 }
@@ -320,16 +335,17 @@ impl From<wit::GrantPage> for GrantPage {
 
 impl From<wit::ConnectorError> for ConnectorError {
     fn from(e: wit::ConnectorError) -> Self {
+        let m = |message: String| inbound(message, caps::MESSAGE_BYTES);
         match e {
-            wit::ConnectorError::InvalidRequest(m) => ConnectorError::InvalidRequest(m),
-            wit::ConnectorError::NotFound(m) => ConnectorError::NotFound(m),
-            wit::ConnectorError::Unauthorized(m) => ConnectorError::Unauthorized(m),
+            wit::ConnectorError::InvalidRequest(e) => ConnectorError::InvalidRequest(m(e)),
+            wit::ConnectorError::NotFound(e) => ConnectorError::NotFound(m(e)),
+            wit::ConnectorError::Unauthorized(e) => ConnectorError::Unauthorized(m(e)),
             wit::ConnectorError::RateLimited(r) => ConnectorError::RateLimited {
                 retry_after_ms: r.retry_after_ms,
-                message: r.message,
+                message: m(r.message),
             },
-            wit::ConnectorError::Transient(m) => ConnectorError::Transient(m),
-            wit::ConnectorError::Unsupported(m) => ConnectorError::Unsupported(m),
+            wit::ConnectorError::Transient(e) => ConnectorError::Transient(m(e)),
+            wit::ConnectorError::Unsupported(e) => ConnectorError::Unsupported(m(e)),
         }
     }
 }

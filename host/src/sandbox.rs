@@ -296,6 +296,35 @@ where
         };
     }
 
+    // Secrets are read when their app is first used: a missing one refuses this app's
+    // calls, naming it, and no other app's. `describe` needs none.
+    if operation.name != "describe"
+        && let Err(problem) = app.secrets.load()
+    {
+        let error = CallError::Refused(format!(
+            "{problem}; calls to app `{}` are refused until it can be read (other apps are not affected)",
+            app.name
+        ));
+        let finished = AuditEvent::CallFinished {
+            operation: operation.name.to_owned(),
+            ok: false,
+            result: error.to_string(),
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            host_calls: 0,
+            http_requests: 0,
+        };
+        if let Err(e) = record(&**audit, app, &call_id, finished) {
+            tracing::error!(call_id, error = %e, "could not audit the end of a call");
+        }
+        return Call {
+            result: Err(error),
+            report: CallReport {
+                call_id,
+                ..CallReport::default()
+            },
+        };
+    }
+
     let limits = &app.limits;
     let mut store = new_store(runtime, audit, app, call_id.clone(), started);
     let wall = Duration::from_millis(limits.wall_ms);
@@ -486,7 +515,12 @@ fn classify_trap(error: &wasmtime::Error) -> CallError {
         };
         return CallError::Trap(format!("{trap}{hint}"));
     }
-    CallError::Trap(format!("{error:#}"))
+    // Other traps carry a backtrace with the plugin's own function names: bounded, like
+    // every plugin-supplied text.
+    CallError::Trap(crate::untrusted::bound(
+        format!("{error:#}"),
+        crate::untrusted::caps::MESSAGE_BYTES,
+    ))
 }
 
 #[cfg(test)]

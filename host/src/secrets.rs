@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, OnceLock};
+
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::redact::Redactor;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where a secret's value comes from.
@@ -71,11 +75,6 @@ impl SecretSource {
             SecretSource::Value(value) => Ok(value.clone()),
         }
     }
-
-    /// Whether the value can be loaded, for config validation.
-    pub(crate) fn check_available(&self) -> Result<(), String> {
-        self.load().map(|_| ())
-    }
 }
 
 /// Someone may paste a token where a source belongs: show only its start.
@@ -106,6 +105,10 @@ impl Serialize for SecretSource {
 pub struct SecretStore {
     values: BTreeMap<String, SecretString>,
     revealable: Vec<String>,
+    /// The values the plugin may not reveal, in every form they take on the wire: scrubbed
+    /// from the responses handed to the plugin, so an origin that reflects request headers
+    /// cannot give it the injected credential.
+    hidden: Arc<Redactor>,
 }
 
 impl fmt::Debug for SecretStore {
@@ -139,10 +142,23 @@ impl SecretStore {
             let value = source.load().map_err(|problem| (name.clone(), problem))?;
             values.insert(name.clone(), value);
         }
+        let hidden = Redactor::new(
+            values
+                .iter()
+                .filter(|(name, _)| !revealable.contains(name))
+                .map(|(name, value)| (name.as_str(), value.expose_secret())),
+            true,
+        );
         Ok(SecretStore {
             values,
             revealable: revealable.to_vec(),
+            hidden: Arc::new(hidden),
         })
+    }
+
+    /// Scrubs the secrets this plugin may not reveal from what it is about to receive.
+    pub(crate) fn hidden_from_plugin(&self) -> &Redactor {
+        &self.hidden
     }
 
     pub fn is_configured(&self, name: &str) -> bool {
@@ -175,6 +191,71 @@ impl SecretStore {
 
     pub fn revealable(&self) -> &[String] {
         &self.revealable
+    }
+}
+
+/// One app's secrets, loaded when the app is first used rather than when the config
+/// loads: an app whose secret is missing fails alone, naming the secret, and every other
+/// app keeps working. A failed load is not remembered, so a secret file that appears later
+/// (a long-running service) is picked up by the next call.
+#[derive(Debug)]
+pub struct AppSecrets {
+    app: String,
+    sources: BTreeMap<String, SecretSource>,
+    revealable: Vec<String>,
+    loaded: OnceLock<Arc<SecretStore>>,
+}
+
+/// Why an app's secrets could not be loaded; names the config field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("apps.{app}.secrets.{secret}: {problem}")]
+pub struct SecretProblem {
+    pub app: String,
+    pub secret: String,
+    pub problem: String,
+}
+
+impl AppSecrets {
+    pub fn new(
+        app: &str,
+        sources: &BTreeMap<String, SecretSource>,
+        revealable: &[String],
+    ) -> AppSecrets {
+        AppSecrets {
+            app: app.to_owned(),
+            sources: sources.clone(),
+            revealable: revealable.to_vec(),
+            loaded: OnceLock::new(),
+        }
+    }
+
+    /// Whether the config names this secret (no value is read).
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.sources.contains_key(name)
+    }
+
+    /// The values, read from their sources on first use and registered with the
+    /// process-wide redactor before anything can use them.
+    pub fn load(&self) -> Result<&Arc<SecretStore>, SecretProblem> {
+        if let Some(store) = self.loaded.get() {
+            return Ok(store);
+        }
+        let store =
+            SecretStore::load(&self.sources, &self.revealable).map_err(|(secret, problem)| {
+                SecretProblem {
+                    app: self.app.clone(),
+                    secret,
+                    problem,
+                }
+            })?;
+        crate::redact::register(
+            &self.app,
+            store
+                .values
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.expose_secret())),
+        );
+        Ok(self.loaded.get_or_init(|| Arc::new(store)))
     }
 }
 

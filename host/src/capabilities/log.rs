@@ -1,12 +1,13 @@
 //! `portcullis:connector/log`: plugin log lines into `tracing`, tagged with app, plugin and
-//! call, with terminal escapes and control characters removed (a plugin must not forge log
-//! lines or repaint the operator's terminal) and capped in lines and bytes per call.
+//! call, with secrets scrubbed, terminal escapes, controls, bidi overrides and line
+//! separators shown escaped (a plugin must not forge log lines or repaint the operator's
+//! terminal), and capped in lines and bytes per call.
 
 use crate::bindings::log::{Host, Level};
 use crate::sandbox::CallState;
 
-/// Longest message or field value kept; the rest is cut with a marker.
-const MAX_FIELD_CHARS: usize = 2048;
+/// Longest message or field value kept, in bytes; the rest is cut with a marker.
+const MAX_FIELD_BYTES: usize = 2048;
 
 impl Host for CallState {
     fn log(
@@ -66,16 +67,17 @@ impl Host for CallState {
     }
 }
 
-/// Removes ANSI escape sequences, turns other control characters into spaces and caps the
-/// length, so one plugin line stays one honest line.
+/// One plugin log value as the host writes it: loaded secrets scrubbed, then capped, then
+/// every control, bidi and separator character shown escaped (see [`crate::untrusted`]),
+/// so one plugin line stays one honest line.
 pub(crate) fn sanitize(text: &str) -> String {
-    let stripped = strip_ansi_escapes::strip_str(text);
-    let mut out: String = stripped
-        .chars()
-        .take(MAX_FIELD_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if stripped.chars().count() > MAX_FIELD_CHARS {
+    let scrubbed = crate::redact::scrub(text);
+    let mut end = scrubbed.len().min(MAX_FIELD_BYTES);
+    while !scrubbed.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = crate::untrusted::escape(&scrubbed[..end]).into_owned();
+    if end < scrubbed.len() {
         out.push_str("…[truncated]");
     }
     out
@@ -87,11 +89,16 @@ mod tests {
 
     #[test]
     fn escapes_and_line_breaks_are_neutralised() {
-        let hostile = "\x1b[31mred\x1b[0m\r\n2026-01-01 INFO forged line\x07";
+        let hostile = "\x1b[31mred\x1b[0m\r\n2026-01-01 INFO forged line\x07 \u{202e}evil\u{2028}";
         let clean = sanitize(hostile);
-        assert!(!clean.contains('\x1b') && !clean.contains('\n') && !clean.contains('\r'));
-        assert!(clean.starts_with("red"), "{clean}");
-        assert!(clean.contains("forged line"));
+        for c in ['\x1b', '\n', '\r', '\x07', '\u{202e}', '\u{2028}'] {
+            assert!(!clean.contains(c), "{c:?} in {clean}");
+        }
+        assert!(clean.starts_with("\\u{1b}[31mred"), "{clean}");
+        assert!(
+            clean.contains("\\r\\n2026-01-01 INFO forged line"),
+            "{clean}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::audit::AuditEvent;
 use crate::bindings::secrets::{Host, SecretError};
 use crate::sandbox::CallState;
 use crate::secrets::SecretRefusal;
+use crate::untrusted::{Shown, bound, caps};
 
 impl Host for CallState {
     fn is_configured(&mut self, name: String) -> wasmtime::Result<bool> {
@@ -14,7 +15,20 @@ impl Host for CallState {
 
     fn reveal(&mut self, name: String) -> wasmtime::Result<Result<String, SecretError>> {
         self.enter_host_call()?;
-        match self.app.secrets.reveal(&name) {
+        // The name is the plugin's: bounded before it reaches the audit trail or a log.
+        let name = bound(name, caps::ID_BYTES);
+        let store = match self.app.secrets.load() {
+            Ok(store) => store,
+            Err(problem) => {
+                let reason = problem.to_string();
+                self.record(AuditEvent::SecretRefused {
+                    name: name.clone(),
+                    reason: reason.clone(),
+                })?;
+                return Ok(Err(SecretError::NotConfigured(reason)));
+            }
+        };
+        match store.reveal(&name) {
             Ok(value) => {
                 // Audit before the value reaches the guest; no audit, no secret.
                 self.record(AuditEvent::SecretRevealed { name })?;
@@ -26,7 +40,7 @@ impl Host for CallState {
                     name: name.clone(),
                     reason: reason.clone(),
                 })?;
-                tracing::warn!(app = %self.app.name, secret = %name, "{reason}");
+                tracing::warn!(app = %self.app.name, secret = %Shown(&name), "{}", Shown(&reason));
                 Ok(Err(match refusal {
                     SecretRefusal::NotConfigured(_) => SecretError::NotConfigured(reason),
                     SecretRefusal::NotRevealable(_) => SecretError::Denied(reason),

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::output::{emit, report_lines};
+use super::output::{emit, report_lines, say};
 use super::{ActionArgs, Exit, ListArgs};
 use crate::host::Host;
 use crate::model::{Action, Entitlement, GrantQuery, Subject};
@@ -79,27 +79,28 @@ fn print_checked<T: serde::Serialize + std::fmt::Debug>(
         }));
         return exit;
     }
-    println!(
+    say!(
         "{operation} {} for {} on {app}",
-        action.entitlement, action.subject.id
+        action.entitlement,
+        action.subject.id
     );
     match &checked.write.result {
-        Ok(outcome) => println!("  {operation:<8} {}", describe_outcome(outcome)),
-        Err(error) => println!("  {operation:<8} error: {error}"),
+        Ok(outcome) => say!("  {operation:<8} {}", describe_outcome(outcome)),
+        Err(error) => say!("  {operation:<8} error: {error}"),
     }
     for line in report_lines(&checked.write.report) {
-        println!("           {line}");
+        say!("           {line}");
     }
     if let Some(readback) = &checked.readback {
         match &readback.result {
-            Ok(observed) => println!("  verify   {observed}"),
-            Err(error) => println!("  verify   error: {error}"),
+            Ok(observed) => say!("  verify   {observed}"),
+            Err(error) => say!("  verify   error: {error}"),
         }
         for line in report_lines(&readback.report) {
-            println!("           {line}");
+            say!("           {line}");
         }
     }
-    println!("  => {}", verdict_line(&checked.verdict));
+    say!("  => {}", verdict_line(&checked.verdict));
     exit
 }
 
@@ -160,14 +161,15 @@ pub(crate) async fn verify(host: &Host, args: &ActionArgs, json: bool) -> Exit {
         }));
     } else {
         match &call.result {
-            Ok(observed) => println!(
+            Ok(observed) => say!(
                 "{} holds {}: {observed}",
-                action.subject.id, action.entitlement
+                action.subject.id,
+                action.entitlement
             ),
-            Err(error) => println!("verify failed: {error}"),
+            Err(error) => say!("verify failed: {error}"),
         }
         for line in report_lines(&call.report) {
-            println!("  {line}");
+            say!("  {line}");
         }
     }
     exit
@@ -188,15 +190,15 @@ pub(crate) async fn check(host: &Host, app: &str, json: bool) -> Exit {
     }
     match &call.result {
         Ok(report) => {
-            println!("{app}: credentials work; acting as {}", report.principal);
+            say!("{app}: credentials work; acting as {}", report.principal);
             if !report.scopes.is_empty() {
-                println!("  scopes: {}", report.scopes.join(", "));
+                say!("  scopes: {}", report.scopes.join(", "));
             }
             for warning in &report.warnings {
-                println!("  warning: {warning}");
+                say!("  warning: {warning}");
             }
         }
-        Err(error) => println!("{app}: check failed: {error}"),
+        Err(error) => say!("{app}: check failed: {error}"),
     }
     exit
 }
@@ -207,7 +209,7 @@ pub(crate) async fn describe(host: &Host, app: &str, json: bool) -> Exit {
             if json {
                 emit(&json!({ "ok": true, "exit": 0, "app": app, "connector": info }));
             } else {
-                println!("{} {} - {}", info.name, info.version, info.description);
+                say!("{} {} - {}", info.name, info.version, info.description);
                 for kind in &info.kinds {
                     let levels = if kind.levels.is_empty() {
                         "present/absent".to_owned()
@@ -219,7 +221,7 @@ pub(crate) async fn describe(host: &Host, app: &str, json: bool) -> Exit {
                     } else {
                         ""
                     };
-                    println!("  {}: {levels}{rmw} - {}", kind.name, kind.description);
+                    say!("  {}: {levels}{rmw} - {}", kind.name, kind.description);
                 }
             }
             Exit::Success
@@ -230,7 +232,7 @@ pub(crate) async fn describe(host: &Host, app: &str, json: bool) -> Exit {
                     &json!({ "ok": false, "exit": 1, "app": app, "error": error, "message": error.to_string() }),
                 );
             } else {
-                println!("{app}: describe failed: {error}");
+                say!("{app}: describe failed: {error}");
             }
             Exit::ActionFailed
         }
@@ -238,49 +240,62 @@ pub(crate) async fn describe(host: &Host, app: &str, json: bool) -> Exit {
 }
 
 pub(crate) async fn list_grants(host: &Host, args: &ListArgs, json: bool) -> Exit {
-    let mut query = GrantQuery {
+    let query = GrantQuery {
         kind: args.kind.clone(),
         resource: args.resource.clone(),
         cursor: None,
     };
-    let mut grants = Vec::new();
-    loop {
+    // One page, or every page within the host's bounds; a stopped listing still shows
+    // what it read, marked partial.
+    let (grants, next_cursor, stopped) = if args.all {
+        let listing = host.list_all_grants(&args.app, &query).await;
+        (listing.grants, None, listing.stopped)
+    } else {
         let call = host.list_grants(&args.app, &query).await;
         match call.result {
-            Ok(page) => {
-                grants.extend(page.grants);
-                match page.next_cursor {
-                    Some(cursor) if args.all => query.cursor = Some(cursor),
-                    next => {
-                        query.cursor = next;
-                        break;
-                    }
-                }
-            }
-            Err(error) => {
-                if json {
-                    emit(
-                        &json!({ "ok": false, "exit": 1, "error": error, "message": error.to_string() }),
-                    );
-                } else {
-                    println!("list-grants failed: {error}");
-                }
-                return Exit::ActionFailed;
-            }
+            Ok(page) => (page.grants, page.next_cursor, None),
+            Err(error) => (
+                Vec::new(),
+                None,
+                Some(crate::host::ListingStop::Failed { page: 1, error }),
+            ),
         }
-    }
-    if json {
-        emit(
-            &json!({ "ok": true, "exit": 0, "app": args.app, "grants": grants, "next_cursor": query.cursor }),
-        );
+    };
+    let exit = if stopped.is_some() {
+        Exit::ActionFailed
     } else {
-        for grant in &grants {
-            let pending = if grant.pending { " (pending)" } else { "" };
-            println!("{:<24} {}{pending}", grant.subject.id, grant.entitlement);
-        }
-        if let Some(cursor) = &query.cursor {
-            println!("(more: pass --all to follow every page; next cursor {cursor})");
+        Exit::Success
+    };
+    if json {
+        let message = stopped.as_ref().map(ToString::to_string);
+        emit(&json!({
+            "ok": stopped.is_none(),
+            "exit": exit as u8,
+            "app": args.app,
+            "grants": grants,
+            "complete": stopped.is_none() && next_cursor.is_none(),
+            "next_cursor": next_cursor,
+            "stopped": stopped,
+            "message": message,
+        }));
+        return exit;
+    }
+    for grant in &grants {
+        let pending = if grant.pending { " (pending)" } else { "" };
+        say!("{:<24} {}{pending}", grant.subject.id, grant.entitlement);
+    }
+    if let Some(cursor) = &next_cursor {
+        say!("(more: pass --all to follow every page; next cursor {cursor})");
+    }
+    if let Some(stop) = &stopped {
+        if grants.is_empty() {
+            say!("list-grants failed: {stop}");
+        } else {
+            say!(
+                "list-grants stopped after {} grants (PARTIAL: more may exist): {stop}",
+                grants.len()
+            );
         }
     }
-    Exit::Success
+    exit
 }

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::Exit;
-use super::output::{Table, bad_input, emit};
+use super::output::{Table, bad_input, emit, say, tell};
 use crate::engine::{
     self, ActionOutcome, ActionsFile, EngineOptions, Progress, ProgressEvent, RunError, RunReport,
 };
@@ -48,7 +48,7 @@ pub(crate) async fn run(host: Host, args: ApplyArgs<'_>) -> Exit {
                     &json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": e.to_string() }),
                 );
             } else {
-                eprintln!("refused: {e}");
+                tell!("refused: {e}");
             }
             Exit::ActionFailed
         }
@@ -111,20 +111,20 @@ pub(crate) fn print_report(report: &RunReport, json: bool) -> Exit {
         ]);
     }
     for line in table.lines() {
-        println!("{line}");
+        say!("{line}");
     }
-    println!();
+    say!();
     for (app, (verified, pending, alerted)) in engine::summary(report) {
-        println!("{app:<14} {verified} verified, {pending} pending, {alerted} alerted");
+        say!("{app:<14} {verified} verified, {pending} pending, {alerted} alerted");
     }
     let alerts: Vec<_> = report.alerts().collect();
     if !alerts.is_empty() {
-        println!(
+        say!(
             "\nALERTS ({}): these did not converge and need a person",
             alerts.len()
         );
         for a in alerts {
-            println!(
+            say!(
                 "  #{} {} {} for {}: attempts {}, last observed {}, last error {}, {} HTTP calls",
                 a.index + 1,
                 a.app,
@@ -141,7 +141,7 @@ pub(crate) fn print_report(report: &RunReport, json: bool) -> Exit {
             );
         }
     }
-    println!(
+    say!(
         "\nrun {} finished in {:.0} ms: {} actions",
         report.run_id,
         report.duration_ms,

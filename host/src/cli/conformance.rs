@@ -30,7 +30,7 @@ pub(crate) async fn run(host: &Host, args: &ActionArgs, json: bool) -> Exit {
     if json {
         emit(&json!({ "ok": report.passed(), "exit": exit as u8, "report": report }));
     } else {
-        print!("{}", report.table());
+        super::output::say_lines(&report.table());
     }
     exit
 }

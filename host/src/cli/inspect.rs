@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::Exit;
-use super::output::{bad_input, emit};
+use super::output::{bad_input, emit, say};
 use crate::app::Grants;
 use crate::config::Config;
 use crate::plugin;
@@ -47,10 +47,10 @@ pub(crate) fn run(config_path: &Path, file: &Path, app: Option<&str>, json: bool
         emit(&json!({ "ok": true, "exit": 0, "plugin": inspection, "grants": grants }));
         return Exit::Success;
     }
-    println!("plugin    {}", inspection.origin);
-    println!("size      {} bytes", inspection.size);
-    println!("sha256    {}", inspection.sha256);
-    println!(
+    say!("plugin    {}", inspection.origin);
+    say!("size      {} bytes", inspection.size);
+    say!("sha256    {}", inspection.sha256);
+    say!(
         "contract  {}",
         inspection
             .contract
@@ -58,44 +58,48 @@ pub(crate) fn run(config_path: &Path, file: &Path, app: Option<&str>, json: bool
             .unwrap_or("none (not a Portcullis connector)")
     );
     match &inspection.incompatibility {
-        None => println!("loads     yes, on this host"),
-        Some(reason) => println!("loads     NO: {reason}"),
+        None => say!("loads     yes, on this host"),
+        Some(reason) => say!("loads     NO: {reason}"),
     }
-    println!("exports");
+    say!("exports");
     for export in &inspection.exports {
-        println!("  {export}");
+        say!("  {export}");
     }
-    println!("imports (what it asks the host for)");
+    say!("imports (what it asks the host for)");
     for import in &inspection.imports {
         let note = if import.starts_with("wasi:") {
             "  [WASI: empty context, nothing reachable]"
         } else {
             ""
         };
-        println!("  {import}{note}");
+        say!("  {import}{note}");
     }
     if let Some(grants) = grants {
-        println!("granted by app `{}`", grants.app);
-        println!("  network origin       {}", grants.origin);
-        println!(
+        say!("granted by app `{}`", grants.app);
+        say!("  network origin       {}", grants.origin);
+        say!(
             "  private addresses    loopback={} private={} link-local={}",
             grants.network.allow_loopback,
             grants.network.allow_private,
             grants.network.allow_link_local
         );
-        println!(
+        say!(
             "  secrets (injected)   {}",
             list(&grants.injectable_secrets)
         );
-        println!(
+        say!(
             "  secrets (readable)   {}",
             list(&grants.revealable_secrets)
         );
-        println!("  settings             {}", list(&grants.settings));
+        say!("  settings             {}", list(&grants.settings));
         let l = &grants.limits;
-        println!(
+        say!(
             "  limits               memory {} MiB, cpu {} ms, wall {} ms, {} host calls, {} log lines",
-            l.memory_mib, l.cpu_ms, l.wall_ms, l.host_calls, l.log_lines
+            l.memory_mib,
+            l.cpu_ms,
+            l.wall_ms,
+            l.host_calls,
+            l.log_lines
         );
     }
     Exit::Success

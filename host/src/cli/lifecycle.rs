@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::Exit;
 use super::apply::{LiveDisplay, exit_for, print_report};
-use super::output::{bad_input, emit};
+use super::output::{bad_input, emit, say, tell};
 use crate::audit::{AuditEvent, AuditRecord, configured_sink};
 use crate::config::Config;
 use crate::discover::{Discovery, discover};
@@ -202,7 +202,7 @@ pub(crate) async fn plan_command(
             if json {
                 emit(&json!({ "ok": true, "exit": 0, "plan": plan }));
             } else {
-                print!("{}", render(&plan));
+                super::output::say_lines(&render(&plan));
             }
             Exit::Success
         }
@@ -274,8 +274,8 @@ pub(crate) async fn apply_policy(
         );
     }
     if !json {
-        print!("{}", render(&plan));
-        println!();
+        super::output::say_lines(&render(&plan));
+        say!();
     }
     run_plan(
         &pc.ctx,
@@ -393,7 +393,7 @@ async fn run_plan(
                     &json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": e.to_string() }),
                 );
             } else {
-                eprintln!("refused: {e}");
+                tell!("refused: {e}");
             }
             Exit::ActionFailed
         }
@@ -406,7 +406,7 @@ async fn run_plan(
             if json {
                 emit(&json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": message }));
             } else {
-                eprintln!("error: {message}");
+                tell!("error: {message}");
             }
             Exit::ActionFailed
         }
@@ -435,13 +435,13 @@ async fn run_plan(
                 return exit;
             }
             let exit = if outcome.report.actions.is_empty() {
-                println!("nothing to run");
+                say!("nothing to run");
                 Exit::Success
             } else {
                 print_report(&outcome.report, false)
             };
             for a in &outcome.requested_approvals {
-                println!(
+                say!(
                     "approval {} requested: {} {} {} for {} ({}); decide with `portcullis approve {}` or `portcullis deny {}`",
                     a.id,
                     a.op,
@@ -454,7 +454,7 @@ async fn run_plan(
                 );
             }
             if exit == Exit::Success && awaiting > 0 {
-                println!("{awaiting} change(s) wait for approval");
+                say!("{awaiting} change(s) wait for approval");
                 return Exit::Pending;
             }
             exit
@@ -518,7 +518,7 @@ pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool
     });
     if let Err(e) = audited {
         // The decision stands (state has it), but an unaudited decision must be loud.
-        eprintln!(
+        tell!(
             "error: approval {} is {decision} in state but could not be audited: {e}; fix the audit sink and record the decision by hand",
             decided.id
         );
@@ -527,7 +527,7 @@ pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool
     if json {
         emit(&json!({ "ok": true, "exit": 0, "approval": decided }));
     } else {
-        println!(
+        say!(
             "approval {} {decision} by {}: {} {} {} for {}; {}",
             decided.id,
             args.by,
@@ -561,7 +561,7 @@ pub(crate) fn list_approvals(config: &Path, all: bool, json: bool) -> Exit {
         return Exit::Success;
     }
     if approvals.is_empty() {
-        println!("no {}approvals", if all { "" } else { "pending " });
+        say!("no {}approvals", if all { "" } else { "pending " });
     }
     for a in &approvals {
         let decided = match (&a.decided_by, &a.decision_reason) {
@@ -569,7 +569,7 @@ pub(crate) fn list_approvals(config: &Path, all: bool, json: bool) -> Exit {
             (Some(by), None) => format!(" by {by}"),
             _ => String::new(),
         };
-        println!(
+        say!(
             "{:>4}  {:<8} {:<6} {} {} for {} [{}] ({}){decided}",
             a.id,
             a.status.to_string(),
@@ -671,9 +671,9 @@ fn print_discovery(discovery: &Discovery, json: bool) -> Exit {
             Some(r) => format!("{} resources in scope", r.len()),
         };
         for w in &l.warnings {
-            println!("warning: {w}");
+            say!("warning: {w}");
         }
-        println!(
+        say!(
             "{:<14} {:<16} {:>5} grants ({scope}, {} HTTP calls){}",
             l.app,
             l.kind,
@@ -762,18 +762,18 @@ pub(crate) async fn drift_command(
             print_drift("missing", &report.missing);
             print_drift("unmanaged (left alone)", &report.unmanaged);
             for e in &incomplete {
-                println!("not listed, so not judged: {e}");
+                say!("not listed, so not judged: {e}");
             }
-            println!("\nCorrection:");
-            print!("{}", render(&correction));
-            println!("run `portcullis drift --apply` to carry out the correction");
+            say!("\nCorrection:");
+            super::output::say_lines(&render(&correction));
+            say!("run `portcullis drift --apply` to carry out the correction");
         }
         return Exit::Success;
     }
     if !json {
         print_drift("outside policy", &report.outside_policy);
         print_drift("missing", &report.missing);
-        print!("{}", render(&correction));
+        super::output::say_lines(&render(&correction));
     }
     run_plan(
         &pc.ctx,
@@ -787,9 +787,9 @@ pub(crate) async fn drift_command(
 }
 
 fn print_drift(title: &str, items: &[DriftItem]) {
-    println!("{title}: {}", items.len());
+    say!("{title}: {}", items.len());
     for i in items {
-        println!("  {i}");
+        say!("  {i}");
     }
 }
 
@@ -820,13 +820,18 @@ pub(crate) fn dormant_command(
         }
     }
     let loaded = (|| -> Result<_, crate::state::StateError> {
-        Ok((store.managed()?, store.observed()?, store.usage()?))
+        Ok((
+            store.managed()?,
+            store.observed()?,
+            store.observed_listings()?,
+            store.usage()?,
+        ))
     })();
-    let (managed, observed, usage_records) = match loaded {
+    let (managed, observed, listings, usage_records) = match loaded {
         Ok(l) => l,
         Err(e) => return bad_input(&e.to_string(), json),
     };
-    let found = dormant(&managed, &observed, &usage_records, days, at);
+    let found = dormant(&managed, &observed, &listings, &usage_records, days, at);
     let mut approvals = Vec::new();
     for d in &found {
         let requested = store.request_approval(&NewApproval {
@@ -855,12 +860,12 @@ pub(crate) fn dormant_command(
         );
         return Exit::Success;
     }
-    println!(
+    say!(
         "{} managed grants unused for {days} days or more",
         found.len()
     );
     for (d, a) in found.iter().zip(&approvals) {
-        println!(
+        say!(
             "  approval {:>4} ({}): revoke {} {} for {}: {}",
             a.id,
             a.status,
@@ -871,7 +876,7 @@ pub(crate) fn dormant_command(
         );
     }
     if !found.is_empty() {
-        println!(
+        say!(
             "approve with `portcullis approve ID --by NAME --reason WHY`; the next `portcullis apply` revokes approved ones"
         );
     }

@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::host::Host;
+use output::say;
 
 /// Exit codes. Documented in README.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,13 +313,13 @@ fn new_plugin(root: &std::path::Path, name: &str, json: bool) -> Exit {
                 output::emit(&serde_json::json!({ "ok": true, "exit": 0, "files": files }));
             } else {
                 for file in &files {
-                    println!("created {}", file.display());
+                    say!("created {}", file.display());
                 }
-                println!(
+                say!(
                     "\nnext: cargo test -p portcullis-e2e --test {}   (builds the plugin to wasm and runs the conformance kit)",
                     name.replace('-', "_")
                 );
-                println!(
+                say!(
                     "then edit plugins/{name}/src/lib.rs for your application's API; see sdk/README.md"
                 );
             }

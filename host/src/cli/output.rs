@@ -1,24 +1,96 @@
 //! Printing results for people (aligned text) and machines (`--json`, one document on
 //! stdout). Errors go to stderr in text mode and into the document in JSON mode.
 
+//!
+//! Every line of text goes through [`say_line`] or [`tell_line`]: loaded secrets are
+//! scrubbed ([`crate::redact`]) and every control, bidi and separator character is shown
+//! escaped ([`crate::untrusted::escape`]), so a plugin's string can neither repaint the
+//! terminal nor start a line of its own. A line break inside a line is shown as `\n`;
+//! leading line breaks (the host's own blank lines, `say!("\nsummary")`) are kept. Host
+//! renderers that build several lines (the plan, the conformance table) go through
+//! [`say_lines`] and escape the plugin-supplied fields they interpolate themselves.
+//!
+//! Must never: print with `println!`/`eprintln!` directly.
+
+use std::io::Write as _;
+
 use serde_json::{Value, json};
 
 use super::Exit;
 use crate::sandbox::CallReport;
+use crate::untrusted::escape;
+
+/// Prints one line of text output on stdout (see the module docs).
+macro_rules! say {
+    () => {
+        $crate::cli::output::say_line("")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::say_line(&format!($($arg)*))
+    };
+}
+
+/// Prints one line of text on stderr (see the module docs).
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        $crate::cli::output::tell_line(&format!($($arg)*))
+    };
+}
+
+pub(crate) use {say, tell};
+
+/// `line` as it may reach a terminal: secrets scrubbed, then unsafe characters escaped;
+/// leading and trailing line breaks (the host's own blank lines) are kept.
+pub(crate) fn safe_line(line: &str) -> String {
+    let body = line.trim_start_matches('\n');
+    let before = line.len() - body.len();
+    let trimmed = body.trim_end_matches('\n');
+    let after = body.len() - trimmed.len();
+    let scrubbed = crate::redact::scrub(trimmed);
+    format!(
+        "{}{}{}",
+        "\n".repeat(before),
+        escape(&scrubbed),
+        "\n".repeat(after)
+    )
+}
+
+pub(crate) fn say_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", safe_line(line));
+}
+
+pub(crate) fn tell_line(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", safe_line(line));
+}
+
+/// Text a host renderer built line by line: each line printed through [`say_line`].
+pub(crate) fn say_lines(text: &str) {
+    for line in text.lines() {
+        say_line(line);
+    }
+}
 
 pub(crate) fn bad_input(message: &str, json: bool) -> Exit {
     if json {
         emit(&json!({ "ok": false, "exit": Exit::BadInput as u8, "error": message }));
     } else {
-        eprintln!("error: {message}");
+        tell!("error: {message}");
     }
     Exit::BadInput
 }
 
+/// The one JSON document on stdout. serde escapes every control character; secrets are
+/// scrubbed from the encoded text, so their JSON-escaped forms are caught too.
 pub(crate) fn emit(value: &Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("error: cannot encode output: {e}"),
+        Ok(text) => {
+            let clean = crate::redact::scrub(&text);
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{clean}");
+        }
+        Err(e) => tell!("error: cannot encode output: {e}"),
     }
 }
 
@@ -60,8 +132,10 @@ impl Table {
         }
     }
 
+    /// Cells are escaped here, so column widths count what the terminal will show.
     pub(crate) fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows
+            .push(cells.into_iter().map(|c| escape(&c).into_owned()).collect());
     }
 
     pub(crate) fn lines(&self) -> Vec<String> {
@@ -103,7 +177,18 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
-    use super::Table;
+    use super::{Table, safe_line};
+
+    #[test]
+    fn a_line_cannot_forge_another_or_repaint_the_terminal() {
+        let forged = "principal: evil\r\n2026-12-07T00:00:00Z  INFO portcullis::audit {\"outcome\":\"verified\"}\x1b]0;owned\x07\x1b[2J\u{202e}";
+        let line = safe_line(forged);
+        assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\x1b'));
+        assert!(!line.contains('\u{202e}'), "{line}");
+        assert!(line.contains("\\r\\n2026-12-07"), "{line}");
+        // The host's own leading blank line is kept.
+        assert_eq!(safe_line("\nsummary\n"), "\nsummary\n");
+    }
 
     #[test]
     fn long_cells_widen_their_column_and_keep_the_rest_aligned() {

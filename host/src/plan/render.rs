@@ -1,11 +1,14 @@
 //! The plan as people read it, terraform-style: one block per person, one line per
 //! target, a marker for what happens (`+` grant, `-` revoke, `~` change, `?` awaiting
 //! approval, `!` held or denied, `=` kept), the rules behind it, and a summary line.
-//! Deterministic: the plan is sorted, and nothing here reads the clock.
+//! Deterministic: the plan is sorted, and nothing here reads the clock. Each line is one
+//! line: fields that can come from an app (subjects, levels, reasons) are escaped
+//! ([`Shown`]), so none of them can break it.
 
 use std::fmt::Write as _;
 
 use super::{Change, ChangeOp, PersonPlan, Plan};
+use crate::untrusted::Shown;
 
 /// The whole plan as text.
 pub fn render(plan: &Plan) -> String {
@@ -106,16 +109,17 @@ fn render_change(out: &mut String, change: &Change) {
     }
     let _ = writeln!(
         out,
-        "    {} {} {}{what}  [{}] ({})",
+        "    {} {} {}{}  [{}] ({})",
         change.op.marker(),
-        change.target.kind,
-        change.target.resource,
-        if change.subject.is_empty() {
+        Shown(&change.target.kind),
+        Shown(&change.target.resource),
+        Shown(&what),
+        Shown(if change.subject.is_empty() {
             "-"
         } else {
             &change.subject
-        },
-        notes.join("; ")
+        }),
+        Shown(&notes.join("; "))
     );
 }
 

@@ -118,8 +118,21 @@ pub trait StateStore: Send + Sync {
         observed_at: DateTime<Utc>,
         grants: &[ObservedGrant],
     ) -> Result<(), StateError>;
+    /// Merge a partial listing (one the host stopped part-way) into what is observed for
+    /// `app` and `kind`: its grants are added or updated, nothing is removed, and the
+    /// listing is recorded as partial with `reason`, so no decision rests on absence.
+    fn merge_partial_observed(
+        &self,
+        app: &str,
+        kind: &str,
+        observed_at: DateTime<Utc>,
+        grants: &[ObservedGrant],
+        reason: &str,
+    ) -> Result<(), StateError>;
     /// Every observed grant, by target, then subject.
     fn observed(&self) -> Result<Vec<ObservedGrant>, StateError>;
+    /// How each (app, kind) was last listed, by app and kind.
+    fn observed_listings(&self) -> Result<Vec<ObservedListing>, StateError>;
 
     // ---- usage ----
 
@@ -284,6 +297,18 @@ pub struct ObservedGrant {
     /// As reported by the app, when it reports it.
     pub last_used_at: Option<DateTime<Utc>>,
     pub observed_at: DateTime<Utc>,
+}
+
+/// How one (app, kind) was last listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedListing {
+    pub app: String,
+    pub kind: String,
+    pub listed_at: DateTime<Utc>,
+    /// Every page was read: a grant missing from it is absent from the app.
+    pub complete: bool,
+    /// Why a partial listing stopped.
+    pub reason: Option<String>,
 }
 
 /// When a subject last used a grant, from an app's activity export.

@@ -29,12 +29,15 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ActionRecord, Approval, ApprovalStatus, DesiredRow, Hold, ManagedGrant, NewApproval,
-    ObservedGrant, PersonRecord, RunLock, RunRecord, StateError, StateStore, Target, UsageRecord,
-    lockfile,
+    ObservedGrant, ObservedListing, PersonRecord, RunLock, RunRecord, StateError, StateStore,
+    Target, UsageRecord, lockfile,
 };
 
 /// Every schema version, in order. Append only: a released migration never changes.
-const MIGRATION_LIST: &[M<'static>] = &[M::up(include_str!("migrations/0001_initial.sql"))];
+const MIGRATION_LIST: &[M<'static>] = &[
+    M::up(include_str!("migrations/0001_initial.sql")),
+    M::up(include_str!("migrations/0002_observed_listings.sql")),
+];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
 /// `PRAGMA application_id` of a Portcullis state file ("PCUL"), so that a SQLite file of
@@ -426,6 +429,30 @@ fn hold_row(row: &Row<'_>) -> rusqlite::Result<Hold> {
     })
 }
 
+/// Records how (app, kind) was last listed: complete when `partial_reason` is `None`.
+fn record_listing(
+    tx: &rusqlite::Transaction<'_>,
+    app: &str,
+    kind: &str,
+    listed_at: &str,
+    partial_reason: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO observed_listings (app, kind, listed_at, complete, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (app, kind) DO UPDATE SET listed_at = excluded.listed_at,
+             complete = excluded.complete, reason = excluded.reason",
+    )?
+    .execute(params![
+        app,
+        kind,
+        listed_at,
+        partial_reason.is_none(),
+        partial_reason
+    ])?;
+    Ok(())
+}
+
 const OBSERVED_COLUMNS: &str =
     "app, kind, resource, subject, level, pending, last_used_at, observed_at";
 
@@ -797,7 +824,76 @@ impl StateStore for SqliteStore {
                     observed_at,
                 ])?;
             }
+            record_listing(tx, app, kind, &observed_at, None)?;
             Ok(())
+        })
+    }
+
+    fn merge_partial_observed(
+        &self,
+        app: &str,
+        kind: &str,
+        observed_at: DateTime<Utc>,
+        grants: &[ObservedGrant],
+        reason: &str,
+    ) -> Result<(), StateError> {
+        let op = format!("merge a partial listing of {kind} grants of {app}");
+        self.write(op, |tx| {
+            if let Some((i, stray)) = grants
+                .iter()
+                .enumerate()
+                .find(|(_, g)| g.target.app != app || g.target.kind != kind)
+            {
+                return Err(Fail::Invalid(format!(
+                    "grant {i} of the listing is on {}, which is not a {kind} of {app}",
+                    stray.target
+                )));
+            }
+            // Nothing is deleted: a grant missing from a partial listing may simply be on a
+            // page that was never read.
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO observed (app, kind, resource, subject, level, pending,
+                                       last_used_at, observed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (app, kind, resource, subject) DO UPDATE SET
+                     level = excluded.level, pending = excluded.pending,
+                     last_used_at = excluded.last_used_at, observed_at = excluded.observed_at",
+            )?;
+            let observed_at = ts(&observed_at);
+            for grant in grants {
+                stmt.execute(params![
+                    app,
+                    kind,
+                    grant.target.resource,
+                    grant.subject,
+                    grant.level,
+                    grant.pending,
+                    opt_ts(&grant.last_used_at),
+                    observed_at,
+                ])?;
+            }
+            record_listing(tx, app, kind, &observed_at, Some(reason))?;
+            Ok(())
+        })
+    }
+
+    fn observed_listings(&self) -> Result<Vec<ObservedListing>, StateError> {
+        self.read("read observed listings", |conn| {
+            list(
+                conn,
+                "SELECT app, kind, listed_at, complete, reason FROM observed_listings
+                 ORDER BY app, kind",
+                [],
+                |row| {
+                    Ok(ObservedListing {
+                        app: row.get(0)?,
+                        kind: row.get(1)?,
+                        listed_at: get_time(row, 2)?,
+                        complete: row.get(3)?,
+                        reason: row.get(4)?,
+                    })
+                },
+            )
         })
     }
 

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::Exit;
 use super::apply::print_report;
-use super::output::{bad_input, emit};
+use super::output::{bad_input, emit, say};
 use crate::engine::RunReport;
 use crate::plan::Plan;
 use crate::plan::render::render;
@@ -40,19 +40,19 @@ pub(super) struct Out {
 impl Out {
     fn line(&self, text: impl AsRef<str>) {
         if !self.json {
-            println!("{}", text.as_ref());
+            say!("{}", text.as_ref());
         }
     }
 
     fn plan(&self, plan: &Plan) {
         if !self.json {
-            print!("{}", render(plan));
+            crate::cli::output::say_lines(&render(plan));
         }
     }
 
     fn run(&self, run: &RunReport) {
         if !self.json {
-            println!();
+            say!();
             print_report(run, false);
         }
     }
@@ -160,9 +160,9 @@ async fn run_steps(world: &World, out: &Out) -> Vec<Ended> {
 }
 
 fn summary(ended: &[Ended], audit_events: usize) {
-    println!("\nsummary");
+    say!("\nsummary");
     for e in ended {
-        println!(
+        say!(
             "  {:>2}. {:<19} {}",
             e.number,
             e.step.name(),
@@ -174,15 +174,15 @@ fn summary(ended: &[Ended], audit_events: usize) {
         );
     }
     for step in Step::ALL.iter().skip(ended.len()) {
-        println!("      {:<19} not run", step.name());
+        say!("      {:<19} not run", step.name());
     }
-    println!("  {audit_events} audit events recorded (call intents, HTTP requests, outcomes)");
+    say!("  {audit_events} audit events recorded (call intents, HTTP requests, outcomes)");
     match ended.iter().find(|e| !e.ok()) {
         None if ended.len() == Step::ALL.len() => {
-            println!("\nevery step ended as expected and was read back");
+            say!("\nevery step ended as expected and was read back");
         }
-        None => println!("\nthe demo stopped before its last step"),
-        Some(e) => println!(
+        None => say!("\nthe demo stopped before its last step"),
+        Some(e) => say!(
             "\n{} did not end as expected: expected {}; got {}",
             e.label(),
             e.step.expected(),
