@@ -20,14 +20,27 @@ const BUNDLED: &[(&str, &str, &str)] = &[
     ("portcullis-plugin-slack", "plugins/slack", "slack"),
 ];
 
+/// (package, directory) of the adversarial fixture the CLI tests use.
+const HOSTILE: (&str, &str) = ("portcullis-fixture-hostile", "tests/fixtures/hostile");
+
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let workspace = Path::new(&manifest_dir)
         .parent()
         .expect("host/ lives inside the workspace");
-    let packages: Vec<&str> = BUNDLED.iter().map(|(package, _, _)| *package).collect();
-    let dirs: Vec<&str> = BUNDLED.iter().map(|(_, dir, _)| *dir).collect();
-    let built = portcullis_guest_build::build_components(workspace, &packages, &dirs);
+    let mut packages: Vec<&str> = BUNDLED.iter().map(|(package, _, _)| *package).collect();
+    let mut dirs: Vec<&str> = BUNDLED.iter().map(|(_, dir, _)| *dir).collect();
+    // The adversarial fixture is built too (never bundled): the CLI tests run the binary
+    // against it and find it through PORTCULLIS_HOSTILE_FIXTURE. Guests share one target
+    // directory, so the end-to-end tests reuse this build.
+    packages.push(HOSTILE.0);
+    dirs.push(HOSTILE.1);
+    let mut built = portcullis_guest_build::build_components(workspace, &packages, &dirs);
+    let hostile = built.pop().expect("one component per package");
+    println!(
+        "cargo:rustc-env=PORTCULLIS_HOSTILE_FIXTURE={}",
+        hostile.path.display()
+    );
 
     let mut code =
         String::from("/// Connector plugins compiled into this binary: (name, component bytes).\n");

@@ -19,8 +19,8 @@ use crate::cache::CompileCache;
 use crate::config::{AppConfig, Config};
 use crate::egress::{Egress, HttpEgress};
 use crate::model::{
-    Action, CheckReport, ConnectorError, ConnectorInfo, Entitlement, Grant, GrantOutcome,
-    GrantPage, GrantQuery, Observed, RevokeOutcome, Subject,
+    Action, CheckReport, ConnectorInfo, Entitlement, Grant, GrantOutcome, GrantPage, GrantQuery,
+    Observed, RevokeOutcome, Subject,
 };
 use crate::plugin::{Plugin, PluginError};
 use crate::readback::{Checked, Verdict, grant_verdict, revoke_verdict};
@@ -370,16 +370,22 @@ impl Host {
 
     pub async fn list_grants(&self, app: &str, query: &GrantQuery) -> Call<GrantPage> {
         let wit_query = query.into();
-        self.call_export(app, Operation::simple("list-grants"), |guest, store| {
-            Box::pin(async move {
-                let result = guest.call_list_grants(store, &wit_query).await?;
-                Ok(match result {
-                    Ok(page) => checked_page(page),
-                    Err(e) => Err(e.into()),
+        let call = self
+            .call_export(app, Operation::simple("list-grants"), |guest, store| {
+                Box::pin(async move {
+                    let result = guest.call_list_grants(store, &wit_query).await?;
+                    Ok(result.map(checked_page).map_err(Into::into))
                 })
             })
-        })
-        .await
+            .await;
+        // A page over the host's caps is the host's refusal, not the connector's error
+        // (discovery reads a connector's invalid-request as "needs a resource").
+        Call {
+            result: call
+                .result
+                .and_then(|page| page.map_err(CallError::Refused)),
+            report: call.report,
+        }
     }
 }
 
@@ -648,22 +654,22 @@ impl Host {
 /// A page as the host accepts it: at most [`caps::GRANTS_PER_PAGE`] grants and a cursor of
 /// at most [`caps::CURSOR_BYTES`] (a cursor that grows every page is a loop in disguise).
 /// Checked before conversion, so an oversized page costs no copies.
-fn checked_page(page: crate::bindings::types::GrantPage) -> Result<GrantPage, ConnectorError> {
+fn checked_page(page: crate::bindings::types::GrantPage) -> Result<GrantPage, String> {
     if page.grants.len() > caps::GRANTS_PER_PAGE {
-        return Err(ConnectorError::InvalidRequest(format!(
-            "the plugin returned {} grants on one page, over the host's cap of {}; page the listing",
+        return Err(format!(
+            "the plugin returned {} grants on one page, over the host's cap of {}; the page was refused (the connector must page its listing)",
             page.grants.len(),
             caps::GRANTS_PER_PAGE
-        )));
+        ));
     }
     if let Some(cursor) = &page.next_cursor
         && cursor.len() > caps::CURSOR_BYTES
     {
-        return Err(ConnectorError::InvalidRequest(format!(
-            "the plugin returned a {}-byte cursor, over the host's cap of {} bytes",
+        return Err(format!(
+            "the plugin returned a {}-byte cursor, over the host's cap of {} bytes; the page was refused (a cursor that grows every page is a loop)",
             cursor.len(),
             caps::CURSOR_BYTES
-        )));
+        ));
     }
     Ok(page.into())
 }

@@ -219,12 +219,13 @@ async fn a_plugin_cannot_read_a_secret_it_was_not_granted() {
         "the refusal is audited"
     );
 
-    // A secret the config does grant is revealed, and the reveal is audited.
+    // A secret the config does grant is revealed, and the reveal is audited; handed back
+    // to the host (here as a pending detail) it is redacted like any loaded secret.
     let call = host.grant("evil", &hostile("reveal-allowed")).await;
     assert_eq!(
         call.result,
         Ok(GrantOutcome::Pending {
-            detail: "k3y-allowed".into()
+            detail: "[redacted:api-key]".into()
         })
     );
     assert!(audit.call(&call.report.call_id).iter().any(|e| matches!(

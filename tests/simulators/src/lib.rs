@@ -9,6 +9,7 @@
 //! - [`faults`]: fault injection a test turns on per simulator (resets, slow answers,
 //!   vendor-shaped 5xx and rate limits, an enforced rate; writes dropped or lagging).
 //! - [`github`]: the GitHub REST API (collaborators, invitations, paging, rate limits).
+//! - [`reflect`]: a hostile origin that echoes request headers, for secret-handling tests.
 //!
 //! A simulator must be faithful where a connector could tell the difference: paths,
 //! status codes, body shapes, header names and formats, vocabularies. Where it simplifies,
@@ -32,6 +33,7 @@ pub mod github;
 mod http;
 pub mod jira;
 pub mod okta;
+pub mod reflect;
 pub mod salesforce;
 pub mod scim;
 mod server;
@@ -42,6 +44,7 @@ pub use gdrive::{DriveSimulator, GDRIVE_DEMO_TOKEN, gdrive_demo};
 pub use github::{GITHUB_DEMO_TOKEN, GithubSimulator, github_demo};
 pub use jira::{JIRA_DEMO_EMAIL, JIRA_DEMO_TOKEN, JiraSimulator, jira_demo};
 pub use okta::{OKTA_DEMO_TOKEN, OktaSimulator, okta_demo};
+pub use reflect::ReflectingOrigin;
 pub use salesforce::{SALESFORCE_DEMO_TOKEN, SalesforceSimulator, salesforce_demo};
 pub use scim::{NonMemberRemoval, ScimSimulator};
 pub use server::{RecordedRequest, Server};
