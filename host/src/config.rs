@@ -187,6 +187,12 @@ pub enum ConfigError {
         field: String,
         problem: String,
     },
+    /// Numeric settings outside their range (`crate::ranges`), every one at once.
+    #[error("{}", crate::ranges::render(.path, .problems))]
+    OutOfRange {
+        path: PathBuf,
+        problems: Vec<crate::ranges::RangeProblem>,
+    },
 }
 
 impl Config {
@@ -256,6 +262,13 @@ impl Config {
             field,
             problem,
         };
+        let problems = crate::ranges::check(self);
+        if !problems.is_empty() {
+            return Err(ConfigError::OutOfRange {
+                path: origin.to_owned(),
+                problems,
+            });
+        }
         for (name, app) in &self.apps {
             let field = |f: &str| format!("apps.{name}.{f}");
             if !matches!(app.base_url.scheme(), "https" | "http") {
@@ -308,12 +321,6 @@ impl Config {
                         ),
                     ));
                 }
-            }
-            if let Some(zero) = app.rate_limit.zero_fields().first() {
-                return Err(invalid(
-                    field(&format!("rate_limit.{zero}")),
-                    "must be at least 1; remove it for no limit".into(),
-                ));
             }
         }
         Ok(())

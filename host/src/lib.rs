@@ -27,6 +27,7 @@ pub mod people;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod ranges;
 pub mod ratelimit;
 pub mod readback;
 pub mod redact;

@@ -34,7 +34,8 @@ pub const DEFAULT_BURST_CAP: u32 = 100;
 /// year away is more likely a bug than a real limit, and the operator sees it in the log).
 pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// `[apps.NAME] rate_limit = { per_hour = 5000, burst = 100, concurrency = 10 }`.
+/// `[apps.NAME] rate_limit = { per_hour = 5000, burst = 100, concurrency = 10 }`. The
+/// accepted range of each field is in `crate::ranges` (config validation checks it).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
@@ -46,23 +47,6 @@ pub struct RateLimitConfig {
     pub burst: Option<u32>,
     /// Actions of this app in flight at once (the engine enforces it); default 8.
     pub concurrency: Option<u32>,
-}
-
-impl RateLimitConfig {
-    /// The fields set to zero, which no limiter can honour (config validation refuses them).
-    pub fn zero_fields(&self) -> Vec<&'static str> {
-        [
-            ("per_second", self.per_second),
-            ("per_minute", self.per_minute),
-            ("per_hour", self.per_hour),
-            ("burst", self.burst),
-            ("concurrency", self.concurrency),
-        ]
-        .into_iter()
-        .filter(|(_, v)| *v == Some(0))
-        .map(|(name, _)| name)
-        .collect()
-    }
 }
 
 /// Counters for reports and logs.
@@ -689,16 +673,5 @@ mod tests {
         limiter.acquire().await;
         assert!(tnow() - start >= Duration::from_secs(7));
         assert_eq!(limiter.stats().server_blocks, 1);
-    }
-
-    #[test]
-    fn zero_fields_are_named() {
-        let config = RateLimitConfig {
-            per_minute: Some(0),
-            concurrency: Some(0),
-            per_hour: Some(10),
-            ..RateLimitConfig::default()
-        };
-        assert_eq!(config.zero_fields(), ["per_minute", "concurrency"]);
     }
 }

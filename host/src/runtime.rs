@@ -22,8 +22,13 @@ use crate::sandbox::CallState;
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Hard ceiling on any plugin's linear memory, whatever an app's config asks for. The
-/// per-call limit (`SandboxLimits::memory_mib`) is enforced below this by the limiter.
-const MAX_LINEAR_MEMORY: usize = 1 << 30;
+/// per-call limit (`SandboxLimits::memory_mib`) is enforced below this by the limiter, and
+/// config validation refuses a `memory_mib` above it (`ranges::MEMORY_MIB_MAX`).
+pub(crate) const MAX_LINEAR_MEMORY: usize = 1 << 30;
+
+/// Component instances the pooling allocator holds at once: no more calls can run
+/// concurrently, so `rate_limit.concurrency` is capped at it (`ranges`).
+pub(crate) const POOL_INSTANCES: u32 = 1_000;
 
 /// The process-wide WebAssembly runtime.
 #[derive(Clone)]
@@ -78,8 +83,8 @@ fn engine_config() -> Config {
     let mut pool = PoolingAllocationConfig::default();
     pool.max_memory_size(MAX_LINEAR_MEMORY);
     // Sized for many concurrent calls; each slot is address space, not resident memory.
-    pool.total_component_instances(1_000);
-    pool.total_memories(1_000);
+    pool.total_component_instances(POOL_INSTANCES);
+    pool.total_memories(POOL_INSTANCES);
     pool.total_tables(1_000);
     pool.total_stacks(1_000);
     pool.total_core_instances(2_000);

@@ -455,6 +455,274 @@ resource = "acme/platform-infra"
     assert!(String::from_utf8_lossy(&output.stderr).contains("bad.toml"));
 }
 
+/// One `[[actions]]` table for `github-acme`.
+fn github_action(
+    op: &str,
+    subject: &str,
+    kind: &str,
+    resource: &str,
+    level: Option<&str>,
+) -> String {
+    let level = level.map_or(String::new(), |l| format!("level = \"{l}\"\n"));
+    format!(
+        "[[actions]]\nop = \"{op}\"\napp = \"github-acme\"\nsubject = \"{subject}\"\nkind = \"{kind}\"\nresource = \"{resource}\"\n{level}\n"
+    )
+}
+
+#[tokio::test]
+async fn apply_refuses_every_invalid_action_before_anything_runs() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &sim.base_url());
+    // Valid grants around the bad ones: none of them may run. Each table is 8 lines.
+    let mut actions = String::new();
+    for repo in ["platform-api", "platform-infra", "platform-docs"] {
+        actions.push_str(&github_action(
+            "grant",
+            "hubot",
+            "repository",
+            &format!("acme/{repo}"),
+            Some("write"),
+        ));
+    }
+    actions.push_str(&github_action(
+        "grant",
+        "hubot",
+        "repository",
+        "acme/data",
+        Some("owner"),
+    )); // 4, line 25
+    actions.push_str(&github_action(
+        "grant",
+        "hubot",
+        "team",
+        "acme/data",
+        Some("write"),
+    )); // 5, line 33
+    actions.push_str(&github_action(
+        "grant",
+        "hubot",
+        "repository",
+        "acme/web",
+        None,
+    )); // 6, line 41
+    actions.push_str(&github_action(
+        "revoke",
+        "hubot",
+        "repository",
+        "acme/platform-docs",
+        None,
+    )); // 7, line 48
+    actions.push_str(
+        "[[actions]]\nop = \"grant\"\napp = \"gitlab\"\nsubject = \"hubot\"\nkind = \"repository\"\nresource = \"acme/x\"\n", // 8, line 55
+    );
+    std::fs::write(dir.path().join("actions.toml"), &actions).expect("actions");
+    sim.clear_requests();
+
+    let output = portcullis(dir.path(), &["apply", "actions.toml"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for wanted in [
+        "actions.toml: 5 invalid actions; nothing was executed:",
+        "actions.toml:25: action 4: grant of repository acme/data for hubot in github-acme has unknown level `owner` (levels of `repository`, lowest first: read, triage, write, maintain, admin): fix the level",
+        "actions.toml:33: action 5: app `github-acme` (github connector) has no kind `team` (its kinds: repository): fix the kind",
+        "actions.toml:41: action 6: grant of repository acme/web for hubot in github-acme needs a level: one of read, triage, write, maintain, admin",
+        "actions.toml:48: action 7: revoke of repository acme/platform-docs for hubot in github-acme, which action 3 grants: a run cannot do both; remove one",
+        "actions.toml:55: action 8: unknown app `gitlab` (configured: github-acme): fix the name or add [apps.gitlab] to the config",
+    ] {
+        assert!(stderr.contains(wanted), "missing {wanted:?} in:\n{stderr}");
+    }
+    assert!(
+        sim.requests().is_empty(),
+        "no request reached the server: {:?}",
+        sim.requests()
+    );
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "hubot")
+            .as_deref(),
+        Some("read"),
+        "the valid grants did not run either"
+    );
+
+    // --json: the same problems as data, with action numbers and lines.
+    let output = portcullis(dir.path(), &["--json", "apply", "actions.toml"]).await;
+    let doc = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(2), "{doc}");
+    let places: Vec<(u64, u64)> = doc["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| {
+            (
+                p["action"].as_u64().unwrap_or(0),
+                p["line"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [(4, 25), (5, 33), (6, 41), (7, 48), (8, 55)],
+        "{doc}"
+    );
+
+    // A dry run checks the same way.
+    let output = portcullis(dir.path(), &["apply", "--dry-run", "actions.toml"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(sim.requests().is_empty(), "{:?}", sim.requests());
+}
+
+#[tokio::test]
+async fn apply_dry_run_shows_what_would_run_and_runs_nothing() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    sim.set_collaborator("acme/platform-infra", "monalisa", "write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &sim.base_url());
+    let actions = format!(
+        "# two changes\n{}{}",
+        github_action(
+            "grant",
+            "hubot",
+            "repository",
+            "acme/platform-api",
+            Some("maintain")
+        ),
+        github_action(
+            "revoke",
+            "monalisa",
+            "repository",
+            "acme/platform-infra",
+            None
+        )
+    );
+    std::fs::write(dir.path().join("actions.toml"), actions).expect("actions");
+    sim.clear_requests();
+
+    let output = portcullis(dir.path(), &["apply", "--dry-run", "actions.toml"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for wanted in [
+        "dry run of actions.toml: 2 actions would run (1 grant, 1 revoke); nothing was executed",
+        "1    2 grant  github-acme hubot     repository acme/platform-api at maintain",
+        "2   10 revoke github-acme monalisa  repository acme/platform-infra",
+    ] {
+        assert!(text.contains(wanted), "missing {wanted:?} in:\n{text}");
+    }
+
+    let output = portcullis(
+        dir.path(),
+        &["--json", "apply", "--dry-run", "actions.toml"],
+    )
+    .await;
+    let doc = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(0), "{doc}");
+    assert_eq!(doc["dry_run"], true, "{doc}");
+    let rows = doc["actions"].as_array().expect("actions");
+    assert_eq!(rows.len(), 2, "{doc}");
+    assert_eq!(
+        (rows[0]["op"].as_str(), rows[0]["line"].as_u64()),
+        (Some("grant"), Some(2)),
+        "{doc}"
+    );
+    assert_eq!(rows[0]["entitlement"]["level"], "maintain", "{doc}");
+    assert_eq!(
+        (rows[1]["op"].as_str(), rows[1]["line"].as_u64()),
+        (Some("revoke"), Some(10)),
+        "{doc}"
+    );
+    assert_eq!(rows[1]["subject"]["id"], "monalisa", "{doc}");
+
+    // The blast-radius guard is part of what a dry run checks.
+    let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!("[engine]\nmax_revokes = 0\n{config}"),
+    )
+    .expect("config");
+    let output = portcullis(dir.path(), &["apply", "--dry-run", "actions.toml"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("blast-radius"), "{stderr}");
+
+    assert!(
+        sim.requests().is_empty(),
+        "a dry run sends nothing: {:?}",
+        sim.requests()
+    );
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "hubot")
+            .as_deref(),
+        Some("read")
+    );
+    assert_eq!(
+        sim.collaborator_role("acme/platform-infra", "monalisa")
+            .as_deref(),
+        Some("write")
+    );
+
+    // --dry-run is for actions files; the policy's preview is `plan`.
+    let output = portcullis(dir.path(), &["apply", "--dry-run"]).await;
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn out_of_range_settings_are_refused_before_anything_runs() {
+    let sim = github_demo().await.expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &sim.base_url());
+    let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
+    std::fs::write(
+        dir.path().join("actions.toml"),
+        github_action(
+            "grant",
+            "hubot",
+            "repository",
+            "acme/platform-api",
+            Some("write"),
+        ),
+    )
+    .expect("actions");
+    for (setting, wanted) in [
+        (
+            "[limits]\nmemory_mib = 99999999\n",
+            "limits.memory_mib = 99999999 is out of range: must be 1..=1024 (MiB)",
+        ),
+        (
+            "[limits]\nmemory_mib = 0\n",
+            "limits.memory_mib = 0 is out of range: must be 1..=1024 (MiB)",
+        ),
+        (
+            "[engine]\nmax_attempts = 0\n",
+            "engine.max_attempts = 0 is out of range: must be 1..=100 (attempts)",
+        ),
+        (
+            "[engine]\nmax_revoke_share = 2.0\n",
+            "engine.max_revoke_share = 2.0 is out of range: must be > 0 and <= 1 (share)",
+        ),
+    ] {
+        std::fs::write(
+            dir.path().join("portcullis.toml"),
+            format!("{setting}{config}"),
+        )
+        .expect("config");
+        sim.clear_requests();
+        let output = portcullis(dir.path(), &["apply", "actions.toml"]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("portcullis.toml: {wanted}")),
+            "missing {wanted:?} in:\n{stderr}"
+        );
+        assert!(sim.requests().is_empty(), "{:?}", sim.requests());
+    }
+}
+
 const CLI_POLICY: &str = r#"
 [[rule]]
 name = "platform"

@@ -1,5 +1,7 @@
-//! `portcullis apply ACTIONS.toml`: runs a set of actions through the engine, with a live
-//! per-app display on a terminal, a final table, or `--json`.
+//! `portcullis apply ACTIONS.toml`: checks every action against its connector (all
+//! problems at once, nothing run), then runs them through the engine, with a live per-app
+//! display on a terminal, a final table, or `--json`. `--dry-run` stops after the checks
+//! and shows what would run.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -13,7 +15,8 @@ use serde_json::json;
 use super::Exit;
 use super::output::{Table, bad_input, emit, say, tell};
 use crate::engine::{
-    self, ActionOutcome, ActionsFile, EngineOptions, Progress, ProgressEvent, RunError, RunReport,
+    self, ActionOutcome, ActionsFile, Catalog, EngineOptions, Op, Progress, ProgressEvent,
+    RunError, RunReport, SpecError,
 };
 use crate::host::Host;
 
@@ -23,38 +26,139 @@ pub(crate) struct ApplyArgs<'a> {
     pub allow_large_revoke: bool,
     pub options: EngineOptions,
     pub json: bool,
+    /// Validate and show what would run; execute nothing.
+    pub dry_run: bool,
 }
 
 pub(crate) async fn run(host: Host, args: ApplyArgs<'_>) -> Exit {
-    let actions = match ActionsFile::load(args.file) {
-        Ok(actions) => actions,
+    let file = match ActionsFile::load(args.file) {
+        Ok(file) => file,
         Err(e) => return bad_input(&e.to_string(), args.json),
     };
+    // Every action against its connector before the first write, every problem at once.
+    let catalog = Catalog::describe(&host, file.actions()).await;
+    if let Err(e) = file.validate(&catalog) {
+        return invalid_actions(&e, args.json);
+    }
+    let mut options = args.options;
+    options.allow_large_revoke = args.allow_large_revoke;
+    if args.dry_run {
+        return dry_run(&host, &file, &options, args.json).await;
+    }
     let run_id = args
         .run_id
         .unwrap_or_else(|| format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
-    let mut options = args.options;
-    options.allow_large_revoke = args.allow_large_revoke;
 
+    let actions = file.into_actions();
     let live = !args.json && std::io::stderr().is_terminal();
     let display = Arc::new(LiveDisplay::new(live, &actions));
     let host = Arc::new(host);
     let result = engine::run(host, &run_id, actions, &options, display.clone()).await;
     display.finish();
     match result {
-        Err(e @ RunError::BlastRadius { .. }) => {
-            if args.json {
+        Err(e) => refused(&e, args.json),
+        Ok(report) => print_report(&report, args.json),
+    }
+}
+
+/// Bad input naming the file, each action and line; in JSON also each problem as data.
+fn invalid_actions(error: &SpecError, json: bool) -> Exit {
+    match error {
+        SpecError::Actions { problems, .. } if json => {
+            emit(&json!({
+                "ok": false,
+                "exit": Exit::BadInput as u8,
+                "error": error.to_string(),
+                "problems": problems,
+            }));
+            Exit::BadInput
+        }
+        _ => bad_input(&error.to_string(), json),
+    }
+}
+
+/// A run the engine refused before executing anything.
+fn refused(error: &RunError, json: bool) -> Exit {
+    match error {
+        RunError::BlastRadius { .. } => {
+            if json {
                 emit(
-                    &json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": e.to_string() }),
+                    &json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": error.to_string() }),
                 );
             } else {
-                tell!("refused: {e}");
+                tell!("refused: {error}");
             }
             Exit::ActionFailed
         }
-        Err(e) => bad_input(&e.to_string(), args.json),
-        Ok(report) => print_report(&report, args.json),
+        RunError::Invalid { .. } => bad_input(&error.to_string(), json),
     }
+}
+
+/// `apply --dry-run`: everything before the first write (validation, the blast-radius
+/// guard), then what would run, in file order.
+async fn dry_run(host: &Host, file: &ActionsFile, options: &EngineOptions, json: bool) -> Exit {
+    if let Err(e) = engine::preflight(host, file.actions(), options).await {
+        return refused(&e, json);
+    }
+    let actions = file.actions();
+    let op = |spec: &engine::ActionSpec| format!("{:?}", spec.op).to_lowercase();
+    if json {
+        let rows: Vec<_> = actions
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                json!({
+                    "index": index,
+                    "line": file.line(index),
+                    "op": spec.op,
+                    "app": spec.app,
+                    "subject": spec.subject,
+                    "entitlement": spec.entitlement,
+                    "reason": spec.reason,
+                })
+            })
+            .collect();
+        emit(&json!({
+            "ok": true,
+            "exit": Exit::Success as u8,
+            "dry_run": true,
+            "file": file.origin(),
+            "actions": rows,
+        }));
+        return Exit::Success;
+    }
+    let revokes = actions.iter().filter(|a| a.op == Op::Revoke).count();
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    say!(
+        "dry run of {}: {} would run ({}, {}); nothing was executed",
+        file.origin(),
+        count(actions.len(), "action"),
+        count(actions.len() - revokes, "grant"),
+        count(revokes, "revoke"),
+    );
+    let mut table = Table::new(
+        &["#", "line", "op", "app", "subject", "entitlement"],
+        &[0, 1],
+    );
+    for (index, spec) in actions.iter().enumerate() {
+        table.row(vec![
+            (index + 1).to_string(),
+            file.line(index).map_or("-".into(), |l| l.to_string()),
+            op(spec),
+            spec.app.clone(),
+            spec.subject.id.clone(),
+            spec.entitlement.to_string(),
+        ]);
+    }
+    for line in table.lines() {
+        say!("{line}");
+    }
+    say!(
+        "\nWithin each app revokes start before grants; each write is read back. Run it: \
+         portcullis apply {}",
+        file.origin()
+    );
+    Exit::Success
 }
 
 pub(crate) fn exit_for(report: &RunReport) -> Exit {

@@ -106,6 +106,11 @@ pub enum Command {
         /// Run even if the blast-radius guard would stop it.
         #[arg(long)]
         allow_large_revoke: bool,
+        /// With an actions file: check every action against its connector and the
+        /// blast-radius guard, show what would run, and execute nothing. (For the policy's
+        /// plan, use `portcullis plan`.)
+        #[arg(long, requires = "file")]
+        dry_run: bool,
     },
     /// List approval requests (pending ones; --all for every one).
     Approvals {
@@ -236,6 +241,7 @@ pub async fn run(cli: Cli) -> Exit {
             policy,
             run_id,
             allow_large_revoke,
+            dry_run: _,
         } => {
             let run = lifecycle::RunArgs {
                 saved: plan.as_deref(),
@@ -280,6 +286,7 @@ pub async fn run(cli: Cli) -> Exit {
                     policy,
                     run_id,
                     allow_large_revoke,
+                    dry_run,
                 } => {
                     if policy.policy.is_some()
                         || policy.directory.is_some()
@@ -297,6 +304,7 @@ pub async fn run(cli: Cli) -> Exit {
                         allow_large_revoke,
                         options: engine_options,
                         json,
+                        dry_run,
                     };
                     apply::run(host, args).await
                 }

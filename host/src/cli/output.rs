@@ -76,7 +76,15 @@ pub(crate) fn bad_input(message: &str, json: bool) -> Exit {
     if json {
         emit(&json!({ "ok": false, "exit": Exit::BadInput as u8, "error": message }));
     } else {
-        tell!("error: {message}");
+        // Bad-input messages are the host's own and may span lines (a TOML error with its
+        // caret, every invalid action of a file); each line is still escaped.
+        for (n, line) in message.lines().enumerate() {
+            if n == 0 {
+                tell!("error: {line}");
+            } else {
+                tell!("{line}");
+            }
+        }
     }
     Exit::BadInput
 }

@@ -9,6 +9,8 @@
 //! full context. Pending (an invitation) is its own outcome, never a success.
 //!
 //! Architecture invariants:
+//! - Every action is checked against its app's connector (`validate.rs`) before the first
+//!   write; one invalid action stops the whole run, and every problem is reported at once.
 //! - A run that would revoke more than the blast-radius limits stops before executing
 //!   anything unless the caller overrides it.
 //! - Within an app, revokes are started before grants.
@@ -17,6 +19,7 @@
 //!   evidence, HTTP calls). An action whose intent cannot be audited does not run.
 
 mod spec;
+mod validate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Semaphore};
 
 pub use spec::{ActionsFile, SpecError};
+pub use validate::{ActionProblem, Catalog, check};
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::host::Host;
@@ -145,10 +149,9 @@ pub enum RunError {
         "blast-radius guard: the run would revoke {revokes} grants ({detail}); nothing was executed. Review the actions, then re-run with --allow-large-revoke (or raise engine.max_revokes / engine.max_revoke_share)"
     )]
     BlastRadius { revokes: usize, detail: String },
-    #[error("action {index}: no app named `{app}` is configured; nothing was executed")]
-    UnknownApp { index: usize, app: String },
-    #[error("action {index}: {problem}; nothing was executed")]
-    Invalid { index: usize, problem: String },
+    /// Actions that cannot run as given (see [`check`]), every one of them.
+    #[error("{}", validate::render(None, .problems))]
+    Invalid { problems: Vec<ActionProblem> },
 }
 
 /// What the engine reports while it runs, for live displays.
@@ -199,6 +202,23 @@ pub fn idempotency_key(run_id: &str, index: usize, spec: &ActionSpec) -> String 
     format!("{run_id}-{index}-{}", &hex::encode(digest.finalize())[..12])
 }
 
+/// Everything [`run`] does before its first write: describes each app the actions name,
+/// checks every action against its connector ([`check`]), then the blast-radius guard.
+/// `apply --dry-run` stops here; `Ok` carries what the actions were checked against.
+pub async fn preflight(
+    host: &Host,
+    actions: &[ActionSpec],
+    options: &EngineOptions,
+) -> Result<Catalog, RunError> {
+    let catalog = Catalog::describe(host, actions).await;
+    let problems = check(actions, &catalog);
+    if !problems.is_empty() {
+        return Err(RunError::Invalid { problems });
+    }
+    check_blast_radius(actions, options)?;
+    Ok(catalog)
+}
+
 /// Runs `actions`. Returns before executing anything when validation or the blast-radius
 /// guard refuses the run.
 pub async fn run(
@@ -209,43 +229,12 @@ pub async fn run(
     progress: Arc<dyn Progress>,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    for (index, spec) in actions.iter().enumerate() {
-        if host.app(&spec.app).is_none() {
-            return Err(RunError::UnknownApp {
-                index,
-                app: spec.app.clone(),
-            });
-        }
-    }
-    check_blast_radius(&actions, options)?;
-
-    // Describe each app once: levels for read-back, and which kinds are read-modify-write.
-    let mut infos: HashMap<String, Option<ConnectorInfo>> = HashMap::new();
-    for spec in &actions {
-        if !infos.contains_key(&spec.app) {
-            let info = host.connector_info(&spec.app).await.ok();
-            infos.insert(spec.app.clone(), info);
-        }
-    }
-    for (index, spec) in actions.iter().enumerate() {
-        if let Some(Some(info)) = infos.get(&spec.app)
-            && info.kind(&spec.entitlement.kind).is_none()
-        {
-            return Err(RunError::Invalid {
-                index,
-                problem: format!(
-                    "app `{}` has no kind `{}` (it has: {})",
-                    spec.app,
-                    spec.entitlement.kind,
-                    info.kinds
-                        .iter()
-                        .map(|k| k.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        }
-    }
+    let catalog = preflight(&host, &actions, options).await?;
+    // Levels for read-back, and which kinds are read-modify-write: every app was described.
+    let infos: HashMap<String, Option<ConnectorInfo>> = actions
+        .iter()
+        .map(|spec| (spec.app.clone(), catalog.info(&spec.app).cloned()))
+        .collect();
     let infos = Arc::new(infos);
 
     // Per-app concurrency; per-resource locks for read-modify-write kinds.

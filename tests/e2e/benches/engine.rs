@@ -88,7 +88,9 @@ fn main() {
 
 /// (a)
 async fn latency() {
-    let actions = ActionsFile::load(&josh::actions_path()).expect("actions file");
+    let actions = ActionsFile::load(&josh::actions_path())
+        .expect("actions file")
+        .into_actions();
     let josh = Josh::start().await;
     let host = josh.host();
     // Describe every app once so plugin loading is not in the figure (the engine asks

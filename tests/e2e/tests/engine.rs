@@ -1,8 +1,8 @@
 //! The execution engine against simulators with injected faults: every write that did not
 //! apply ends retried-then-verified or alerted (never verified), server-supplied waits are
 //! never violated, runs complete once faults stop, slow apps do not hold back others,
-//! revokes go first, read-modify-write resources are serialised, and the blast-radius
-//! guard stops a run before anything executes.
+//! revokes go first, read-modify-write resources are serialised, and invalid actions and
+//! the blast-radius guard stop a run before anything executes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -404,6 +404,47 @@ async fn the_blast_radius_guard_stops_the_run_before_anything_executes() {
     };
     let report = run(&host, revokes, &overridden).await;
     assert_eq!(report.actions.len(), 5);
+}
+
+#[tokio::test]
+async fn invalid_actions_stop_the_run_before_anything_executes_each_one_named() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator(REPO, "hubot", "read");
+    let (host, _audit) = github_host(&sim);
+    sim.clear_requests();
+    // A valid grant first: it must not run either.
+    let actions = vec![
+        repo_grant("hubot", "write"),
+        repo_grant("hubot", "owner"),
+        grant("gitlab", "hubot", "repository", REPO, Some("write")),
+    ];
+    let err = engine::run(
+        Arc::clone(&host),
+        "invalid",
+        actions,
+        &options(3),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect_err("refused");
+    let RunError::Invalid { problems } = &err else {
+        panic!("{err}");
+    };
+    let numbers: Vec<usize> = problems.iter().map(|p| p.action).collect();
+    assert_eq!(numbers, [2, 3], "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("2 invalid actions; nothing was executed:")
+            && text.contains("unknown level `owner`")
+            && text.contains("read, triage, write, maintain, admin")
+            && text.contains("unknown app `gitlab` (configured: github)"),
+        "{text}"
+    );
+    assert!(sim.requests().is_empty(), "nothing was executed");
+    assert_eq!(
+        sim.collaborator_role(REPO, "hubot").as_deref(),
+        Some("read")
+    );
 }
 
 #[tokio::test]

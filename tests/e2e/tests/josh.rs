@@ -45,7 +45,9 @@ fn table(report: &RunReport) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn josh_joins_first_run_pending_invitations_then_all_verified() {
-    let actions = ActionsFile::load(&josh::actions_path()).expect("the example actions file loads");
+    let actions = ActionsFile::load(&josh::actions_path())
+        .expect("the example actions file loads")
+        .into_actions();
     assert!(actions.len() >= 23, "{} actions", actions.len());
     let apps: BTreeSet<&str> = actions.iter().map(|a| a.app.as_str()).collect();
     assert_eq!(
