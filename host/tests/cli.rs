@@ -10,8 +10,13 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 async fn portcullis(dir: &Path, args: &[&str]) -> Output {
+    portcullis_with_env(dir, args, &[]).await
+}
+
+async fn portcullis_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     tokio::process::Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         // Keep the compile cache inside the test's directory.
         .env("XDG_CACHE_HOME", dir.join("cache"))
@@ -1235,4 +1240,203 @@ async fn a_run_that_changes_apps_is_refused_while_another_holds_the_state() {
             .as_deref(),
         Some("maintain")
     );
+}
+
+/// The adversarial fixture plugin, built by host/build.rs for these tests.
+const HOSTILE: &str = env!("PORTCULLIS_HOSTILE_FIXTURE");
+/// The injected token: it may reach the origin in the Authorization header, nowhere else.
+const CANARY: &str = "canary-CLI-TOKEN-4b7e21c9";
+
+/// Characters that must never reach a terminal from a plugin.
+fn assert_terminal_safe(what: &str, text: &str) {
+    for c in [
+        '\x1b', '\r', '\x07', '\u{202e}', '\u{2028}', '\u{2066}', '\u{9b}',
+    ] {
+        assert!(!text.contains(c), "{what} carries {c:?}:\n{text}");
+    }
+    assert!(
+        !text.lines().any(|l| l.starts_with("2026-12-07T00:00:00Z")
+            || l.trim_start().starts_with("INFO portcullis::audit")),
+        "{what} has a forged line:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_plugin_strings_are_escaped_and_secrets_never_leave_through_the_host() {
+    let origin = portcullis_simulators::ReflectingOrigin::start()
+        .await
+        .expect("origin starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), format!("{CANARY}\n")).expect("token");
+    let base_url = origin.base_url();
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!(
+            r#"
+[audit]
+path = "audit.jsonl"
+
+[state]
+path = "state/portcullis.db"
+
+[limits]
+list_max_pages = 20
+
+[apps.evil]
+plugin = "{HOSTILE}"
+base_url = "{base_url}"
+secrets = {{ token = "file:token" }}
+network = {{ allow_loopback = true }}
+settings = {{ check = "terminal" }}
+
+[apps.thief]
+plugin = "{HOSTILE}"
+base_url = "{base_url}"
+secrets = {{ token = "file:token" }}
+network = {{ allow_loopback = true }}
+settings = {{ check = "reflect" }}
+
+[apps.broken]
+plugin = "{HOSTILE}"
+base_url = "{base_url}"
+secrets = {{ token = "env:PORTCULLIS_CLI_HOSTILE_UNSET" }}
+network = {{ allow_loopback = true }}
+"#
+        ),
+    )
+    .expect("config");
+    let mut outputs = Vec::new();
+    // Plugin log lines are info: shown, so their escaping is checked too.
+    let mut run = async |args: &[&str]| {
+        let output =
+            portcullis_with_env(dir.path(), args, &[("RUST_LOG", "portcullis=info")]).await;
+        outputs.push((args.join(" "), output.clone()));
+        output
+    };
+
+    // Every plugin-supplied string in text output: a check principal, scopes and
+    // warnings, a pending message, an observed level, listed subjects.
+    let check = run(&["check", "--app", "evil"]).await;
+    let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(stdout.contains("\\u{1b}]0;pwned"), "{stdout}");
+    let grant = run(&[
+        "grant",
+        "--app",
+        "evil",
+        "--subject",
+        "x",
+        "--kind",
+        "terminal-escape",
+        "--resource",
+        "r",
+    ])
+    .await;
+    assert!(String::from_utf8_lossy(&grant.stdout).contains("\\r\\n2026-12-07"));
+    run(&["list-grants", "--app", "evil", "--kind", "list-escape"]).await;
+    // Plugin log lines with bidi overrides and separators, at a level that is shown.
+    run(&[
+        "grant",
+        "--app",
+        "evil",
+        "--subject",
+        "x",
+        "--kind",
+        "log-bidi",
+        "--resource",
+        "r",
+    ])
+    .await;
+
+    // A listing that repeats its cursor ends, shows what it read, and says it is partial.
+    let listing = run(&[
+        "list-grants",
+        "--app",
+        "evil",
+        "--kind",
+        "list-same-cursor",
+        "--all",
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert_eq!(listing.status.code(), Some(1), "{text}");
+    assert_eq!(text.matches("user-").count(), 4, "{text}");
+    assert!(text.contains("PARTIAL") && text.contains("again"), "{text}");
+    let json = stdout_json(
+        &run(&[
+            "list-grants",
+            "--app",
+            "evil",
+            "--kind",
+            "list-same-cursor",
+            "--all",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(json["complete"], false);
+    assert_eq!(json["grants"].as_array().map(Vec::len), Some(4));
+
+    // The token reflected by the origin, returned as the principal and sent on in a query
+    // string, and listed as subjects into state by discovery.
+    let stolen = run(&["check", "--app", "thief"]).await;
+    assert!(
+        String::from_utf8_lossy(&stolen.stdout).contains("[redacted:token]"),
+        "{}",
+        String::from_utf8_lossy(&stolen.stdout)
+    );
+    run(&["discover", "--app", "thief"]).await;
+
+    // One app's missing secret fails that app alone, naming it.
+    let broken = run(&["check", "--app", "broken"]).await;
+    let stderr_and_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&broken.stdout),
+        String::from_utf8_lossy(&broken.stderr)
+    );
+    assert_ne!(broken.status.code(), Some(0));
+    assert!(
+        stderr_and_out.contains("apps.broken.secrets.token")
+            && stderr_and_out.contains("PORTCULLIS_CLI_HOSTILE_UNSET"),
+        "{stderr_and_out}"
+    );
+    assert_eq!(
+        run(&["check", "--app", "evil"]).await.status.code(),
+        Some(0)
+    );
+
+    for (args, output) in &outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !args.contains("--json") {
+            assert_terminal_safe(&format!("stdout of {args}"), &stdout);
+        }
+        // Log lines, and no colour codes when stderr is not a terminal.
+        assert_terminal_safe(&format!("stderr of {args}"), &stderr);
+        assert!(!stdout.contains(CANARY), "stdout of {args}: {stdout}");
+        assert!(!stderr.contains(CANARY), "stderr of {args}: {stderr}");
+    }
+    let audit = std::fs::read(dir.path().join("audit.jsonl")).expect("audit trail");
+    assert!(!audit.is_empty());
+    let contains = |haystack: &[u8]| {
+        haystack
+            .windows(CANARY.len())
+            .any(|w| w == CANARY.as_bytes())
+    };
+    assert!(!contains(&audit), "the audit trail holds the token");
+    for entry in std::fs::read_dir(dir.path().join("state")).expect("state dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("state file");
+        assert!(!contains(&bytes), "{} holds the token", path.display());
+    }
+    let received = origin.received();
+    assert!(received.len() >= 3, "{received:?}");
+    for request in &received {
+        assert!(!request.target.contains(CANARY), "{}", request.target);
+        assert!(!contains(&request.body));
+        for (name, value) in &request.headers {
+            if name != "authorization" {
+                assert!(!value.contains(CANARY), "{name}: {value}");
+            }
+        }
+    }
 }
