@@ -4,11 +4,14 @@
 //! Google errors look like `{"error":{"code":403,"message":..,"errors":[{"domain":..,
 //! "reason":"userRateLimitExceeded",..}]}}`; the `reason` decides, not the status: a
 //! 403 is a rate limit when the reason says so, a missing permission otherwise.
-//! Must never: put an unvalidated id into a URL path.
+//! Must never: put an unvalidated id into a URL path, or walk pages without
+//! [`crate::paging::Walk`] (a server that repeats a token would keep the call paging).
 
 use portcullis_sdk::http::{Method, Request, Response};
 use portcullis_sdk::{Error, Result, config};
 use serde::Deserialize;
+
+use crate::paging::Walk;
 
 /// The partial-response selection for permission lists. `nextPageToken` must be named:
 /// Drive drops every field the selection leaves out, paging token included.
@@ -148,6 +151,9 @@ pub fn permissions_page(
 pub fn find_user(file: &FileId, email: &str) -> Result<Option<Permission>> {
     let mut best: Option<Permission> = None;
     let mut token: Option<String> = None;
+    // Drive decides when the list ends; the walk refuses a token it has followed and
+    // stops at a page cap, so a server that repeats itself cannot keep the call going.
+    let mut walk = Walk::new(file);
     loop {
         let (items, next) = permissions_page(file, token.as_deref())?;
         for p in items.into_iter().filter(|p| p.is_user(email)) {
@@ -158,7 +164,7 @@ pub fn find_user(file: &FileId, email: &str) -> Result<Option<Permission>> {
                 best = Some(p);
             }
         }
-        match next {
+        match walk.follow(next)? {
             Some(next) => token = Some(next),
             None => return Ok(best),
         }

@@ -12,6 +12,7 @@
 //! create on an existing user replaces the role, and can lower it), or grant `owner`.
 
 mod api;
+mod paging;
 mod roles;
 
 use portcullis_sdk::http::Method;
@@ -136,6 +137,8 @@ impl Connector for Drive {
             )));
         }
         let (items, next) = api::permissions_page(&file, query.cursor.as_deref())?;
+        // A next token equal to the cursor would send the host back to this same page.
+        let next = paging::next_cursor(&file, query.cursor.as_deref(), next)?;
         let grants = items
             .into_iter()
             .filter(|p| p.kind == "user")

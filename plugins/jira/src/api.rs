@@ -19,7 +19,9 @@ pub fn request(method: Method, path: &str) -> Request {
     request_at(method, config::url(path))
 }
 
-/// Like [`request`], for an absolute URL under the base URL (a `nextPage` link).
+/// Like [`request`], for an absolute URL under the base URL: a `nextPage` link, which
+/// [`crate::paging`] checked before it became a cursor and `list::decode` again when the
+/// cursor came back.
 pub fn request_at(method: Method, url: String) -> Request {
     Request::new(method, url)
         .basic("email", "api-token")

@@ -27,6 +27,7 @@
 mod api;
 mod list;
 mod names;
+mod paging;
 mod reset;
 
 use portcullis_sdk::http::Method;

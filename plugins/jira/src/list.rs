@@ -1,9 +1,12 @@
 //! `list-grants`: the direct user actors of a project's roles. With a resource
 //! (`PLAT` or `PLAT/Developers`) one page holds that project or role. Without one,
 //! each page is one project from `GET /project/search`, and the cursor says where we
-//! are: `projects <search-page-url> <index>`.
+//! are: `projects <search-page-url> <index>`. A search page's `nextPage` link is checked
+//! ([`crate::paging::next`]) whenever the page is read, before any project of it is
+//! listed, so a foreign or looping link fails the listing at once.
 //!
-//! Must never: follow a cursor URL outside the base URL.
+//! Must never: follow a cursor URL outside the base URL, or put a `nextPage` link into a
+//! cursor unchecked.
 
 use portcullis_sdk::http::Method;
 use portcullis_sdk::{Entitlement, Error, Grant, GrantPage, GrantQuery, Result, Subject, config};
@@ -12,6 +15,7 @@ use serde::Deserialize;
 use crate::KIND;
 use crate::api;
 use crate::names::{self, Target};
+use crate::paging;
 
 pub fn page(query: GrantQuery) -> Result<GrantPage> {
     match (query.resource.as_deref(), query.cursor.as_deref()) {
@@ -76,6 +80,8 @@ struct Search {
     next_page: Option<String>,
     #[serde(rename = "isLast", default)]
     is_last: bool,
+    #[serde(rename = "startAt")]
+    start_at: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +92,17 @@ struct Project {
 /// The grants of the `index`-th project of the search page at `url`.
 fn search_page(url: String, index: usize) -> Result<GrantPage> {
     let search: Search = api::send(api::request_at(Method::Get, url.clone()))?.json()?;
+    // Every call that reads this page checks its link, whichever project it lists: a bad
+    // link fails now, not a page later, when its cursor would come back from the host.
+    let next_page = match search.next_page.as_deref().filter(|_| !search.is_last) {
+        Some(link) => Some(paging::next(
+            link,
+            &url,
+            search.start_at,
+            &config::base_url(),
+        )?),
+        None => None,
+    };
     let Some(project) = search.values.get(index) else {
         return Ok(GrantPage {
             grants: Vec::new(),
@@ -96,10 +113,7 @@ fn search_page(url: String, index: usize) -> Result<GrantPage> {
     let next = if index + 1 < search.values.len() {
         Some(encode(&url, index + 1))
     } else {
-        search
-            .next_page
-            .filter(|_| !search.is_last)
-            .map(|next| encode(&next, 0))
+        next_page.map(|next| encode(&next, 0))
     };
     Ok(GrantPage {
         grants,
@@ -119,9 +133,8 @@ fn decode(cursor: &str, base: &str) -> Result<(String, usize)> {
             cursor.chars().take(100).collect::<String>()
         ))
     };
-    let prefix = format!("{}/", base.trim_end_matches('/'));
     match cursor.split(' ').collect::<Vec<_>>().as_slice() {
-        ["projects", url, index] if url.starts_with(&prefix) => {
+        ["projects", url, index] if paging::outside(url, base).is_none() => {
             Ok(((*url).to_owned(), index.parse().map_err(|_| bad())?))
         }
         _ => Err(bad()),
@@ -142,6 +155,7 @@ mod tests {
             "projects https://evil.example/x 0",
             "projects http://127.0.0.1:9.evil/x 0",
             "projects http://127.0.0.1:9/x nope",
+            "projects http://127.0.0.1:9/a/../x 0",
             "roles http://127.0.0.1:9/x 0",
             "",
         ] {

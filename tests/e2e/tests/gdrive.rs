@@ -290,3 +290,101 @@ async fn check_names_the_account_and_a_bad_token_is_unauthorized() {
     );
     assert!(!err.is_retryable(), "{err:?}");
 }
+
+/// `n` extra users sharing the roadmap, so its permissions take two pages of 100.
+fn share_many(sim: &DriveSimulator, n: usize) {
+    for i in 0..n {
+        sim.share(ROADMAP, &format!("dev{i:03}@acme.example"), "commenter");
+    }
+}
+
+fn transient(err: ConnectorError) -> String {
+    match err {
+        ConnectorError::Transient(m) => m,
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_page_token_ends_verify_and_grant_after_two_pages() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    share_many(&sim, 130);
+    sim.repeat_page_tokens(true);
+    sim.clear_requests();
+
+    // Ada is on no page, so the walk would page on for ever without the check.
+    let call = host
+        .verify("drive", &subject(ADA), &entitlement(ROADMAP, "reader"))
+        .await;
+    let message = transient(connector_error(call.result));
+    assert!(message.contains("same page token again"), "{message}");
+    assert!(message.contains(ROADMAP), "{message}");
+    assert_eq!(call.report.http.len(), 2, "the first page and its repeat");
+    assert!(
+        call.report.host_calls < 20,
+        "far below the host-call cap: {}",
+        call.report.host_calls
+    );
+
+    // A grant reads the same list before it writes, and so writes nothing.
+    let call = host.grant("drive", &action(ADA, ROADMAP, "reader")).await;
+    let message = transient(connector_error(call.result));
+    assert!(message.contains("same page token again"), "{message}");
+    assert_eq!(call.report.http.len(), 2);
+    assert!(writes(&sim).is_empty(), "{:?}", writes(&sim));
+    assert_eq!(sim.requests().len(), 4);
+
+    // With Drive faithful again, the walk follows the second page's fresh token.
+    sim.repeat_page_tokens(false);
+    let found = host
+        .verify(
+            "drive",
+            &subject("dev129@acme.example"),
+            &entitlement(ROADMAP, "reader"),
+        )
+        .await;
+    assert_eq!(
+        found.result,
+        Ok(Observed::Present {
+            level: Some("commenter".into())
+        })
+    );
+    assert_eq!(found.report.http.len(), 2, "dev129 is on the second page");
+}
+
+#[tokio::test]
+async fn list_grants_refuses_a_next_token_equal_to_its_cursor() {
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    share_many(&sim, 130);
+    sim.repeat_page_tokens(true);
+    let mut query = GrantQuery {
+        kind: "file".into(),
+        resource: Some(ROADMAP.into()),
+        cursor: None,
+    };
+    let first = host
+        .list_grants("drive", &query)
+        .await
+        .result
+        .expect("the first page is faithful");
+    assert_eq!(first.grants.len(), 100);
+    let cursor = first.next_cursor.expect("a second page");
+
+    // Drive answers the second page with its own token as the next: handing that back
+    // would have the host ask for this page for ever, so the call fails instead.
+    query.cursor = Some(cursor.clone());
+    let call = host.list_grants("drive", &query).await;
+    let message = transient(connector_error(call.result));
+    assert!(message.contains("same page token again"), "{message}");
+    let shown: String = cursor.chars().take(20).collect();
+    assert!(message.contains(&shown), "names the token: {message}");
+    assert!(
+        cursor.len() > 32,
+        "the simulator's tokens are long: {cursor}"
+    );
+    assert!(!message.contains(&cursor), "a long token is cut: {message}");
+    assert_eq!(call.report.http.len(), 1);
+    assert_eq!(sim.requests().len(), 2, "one request per page");
+}

@@ -6,7 +6,7 @@ use portcullis::model::{
 };
 use portcullis::{CallError, Host};
 use portcullis_e2e::{app, host, plugins};
-use portcullis_simulators::jira::{JIRA_DEMO_ADMIN, JIRA_DEMO_USERS};
+use portcullis_simulators::jira::{JIRA_DEMO_ADMIN, JIRA_DEMO_USERS, NextPage};
 use portcullis_simulators::{JIRA_DEMO_EMAIL, JIRA_DEMO_TOKEN, JiraSimulator, jira_demo};
 
 const MIA: &str = JIRA_DEMO_USERS[0];
@@ -333,4 +333,105 @@ async fn list_grants_without_a_resource_walks_every_project() {
             ("PLAT/Developers".to_owned(), MIA.to_owned()),
         ]
     );
+}
+
+/// 51 projects beside PLAT and OPS, so the search takes two pages of 50: OPS and P00-P48
+/// on the first, P49, P50 and PLAT on the second (keys in order).
+fn add_projects(sim: &JiraSimulator) {
+    for n in 0..51 {
+        sim.add_project(&format!("P{n:02}"));
+    }
+}
+
+fn all_projects() -> GrantQuery {
+    GrantQuery {
+        kind: "project-role".into(),
+        resource: None,
+        cursor: None,
+    }
+}
+
+#[tokio::test]
+async fn list_grants_follows_next_page_to_the_second_search_page() {
+    let sim = jira_demo().await.expect("simulator starts");
+    let host = demo_host(&sim);
+    add_projects(&sim);
+    sim.set_role_member("PLAT", "Developers", MIA);
+    let mut query = all_projects();
+    let (mut grants, mut calls) = (Vec::new(), 0);
+    loop {
+        let page = host.list_grants("jira", &query).await.result.expect("page");
+        calls += 1;
+        grants.extend(page.grants);
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+        assert!(calls < 100, "paging must end");
+    }
+    assert_eq!(calls, 53, "one project per call");
+    let searches: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/rest/api/3/project/search?"))
+        .collect();
+    assert_eq!(searches.len(), 53, "each call reads its search page");
+    let second = searches
+        .iter()
+        .filter(|r| r.path.contains("startAt=50"))
+        .count();
+    assert_eq!(second, 3, "P49, P50 and PLAT come from the nextPage link");
+    assert!(
+        grants
+            .iter()
+            .any(|g| g.entitlement.resource == "PLAT/Developers" && g.subject.id == MIA),
+        "PLAT is on the second page"
+    );
+}
+
+#[tokio::test]
+async fn a_next_page_link_to_another_origin_fails_when_its_page_is_read() {
+    let sim = jira_demo().await.expect("simulator starts");
+    let host = demo_host(&sim);
+    add_projects(&sim);
+    let mut query = all_projects();
+    // A faithful first call: OPS, and a cursor for the page's second project.
+    let first = host.list_grants("jira", &query).await.result.expect("page");
+    query.cursor = first.next_cursor;
+    assert!(query.cursor.is_some());
+
+    sim.set_next_page(NextPage::OtherOrigin("https://evil.example".into()));
+    sim.clear_requests();
+    for cursor in [None, query.cursor.clone()] {
+        // From the start or mid-page alike, the call that reads the page refuses its link
+        // before listing a project of it, rather than hand out a cursor the next call
+        // would refuse.
+        query.cursor = cursor;
+        let call = host.list_grants("jira", &query).await;
+        let err = connector_error(call.result.expect_err("a foreign link"));
+        assert!(
+            matches!(&err, ConnectorError::InvalidRequest(m)
+                if m.contains("it points at https://evil.example") && m.contains("not under the base URL")),
+            "{err:?}"
+        );
+        assert_eq!(call.report.http.len(), 1, "only the search page was read");
+    }
+    assert_eq!(sim.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_next_page_link_to_the_page_itself_fails_instead_of_looping() {
+    let sim = jira_demo().await.expect("simulator starts");
+    let host = demo_host(&sim);
+    add_projects(&sim);
+    sim.set_next_page(NextPage::Itself);
+    let call = host.list_grants("jira", &all_projects()).await;
+    let err = connector_error(call.result.expect_err("a loop"));
+    assert!(
+        matches!(&err, ConnectorError::Transient(m)
+            if m.contains("names itself as its next page") && m.contains("for ever")),
+        "{err:?}"
+    );
+    assert_eq!(call.report.http.len(), 1, "only the search page was read");
+    assert_eq!(sim.requests().len(), 1);
 }

@@ -128,6 +128,49 @@ async fn fields_select_and_page_tokens_must_be_asked_for() {
 }
 
 #[tokio::test]
+async fn repeated_page_tokens_fault_makes_a_page_name_itself_as_the_next() {
+    let sim = gdrive_demo().await.unwrap();
+    for n in 0..3 {
+        sim.share(FILE, &format!("u{n}@acme.example"), "reader");
+    }
+    let base = format!(
+        "/drive/v3/files/{FILE}/permissions?pageSize=2&fields=nextPageToken,permissions(id)"
+    );
+    let page = |path: String| {
+        let sim = sim.clone();
+        async move {
+            let page: Value = call(&sim, Method::GET, &path, None)
+                .await
+                .json()
+                .await
+                .unwrap();
+            page["nextPageToken"].as_str().map(str::to_owned)
+        }
+    };
+    sim.repeat_page_tokens(true);
+    // The first page is faithful; the page its token names answers that token again,
+    // and so does the last page, which would otherwise have none.
+    let first = page(base.clone())
+        .await
+        .expect("5 permissions in pages of 2");
+    let again = page(format!("{base}&pageToken={first}")).await;
+    assert_eq!(again.as_deref(), Some(first.as_str()));
+
+    sim.repeat_page_tokens(false);
+    let second = page(format!("{base}&pageToken={first}"))
+        .await
+        .expect("a third page");
+    assert_ne!(second, first);
+    assert_eq!(page(format!("{base}&pageToken={second}")).await, None);
+    sim.repeat_page_tokens(true);
+    assert_eq!(
+        page(format!("{base}&pageToken={second}")).await.as_deref(),
+        Some(second.as_str()),
+        "the last page names itself too"
+    );
+}
+
+#[tokio::test]
 async fn errors_use_googles_envelope_and_reasons() {
     let sim = gdrive_demo().await.unwrap();
     let missing = call(&sim, Method::GET, "/drive/v3/files/nope/permissions", None).await;

@@ -1,7 +1,7 @@
 //! The Jira simulator over real HTTP, the way a connector sees it.
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
-use portcullis_simulators::jira::{JIRA_DEMO_USERS, JiraSimulator};
+use portcullis_simulators::jira::{JIRA_DEMO_USERS, JiraSimulator, NextPage};
 use portcullis_simulators::{JIRA_DEMO_EMAIL, JIRA_DEMO_TOKEN, jira_demo};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -108,4 +108,40 @@ async fn bad_credentials_are_a_plain_401_and_the_budget_ends_in_a_429() {
     let limited = send(&sim, Method::GET, "/rest/api/3/myself", None).await;
     assert!(limited.headers().get("retry-after").is_none());
     assert!(limited.headers().get("x-ratelimit-reset").is_some());
+}
+
+#[tokio::test]
+async fn next_page_faults_link_to_another_origin_or_back_to_the_page() {
+    let sim = jira_demo().await.unwrap();
+    let asked = "/rest/api/3/project/search?maxResults=1&orderBy=key";
+    let next_page = |sim: JiraSimulator, path: &'static str| async move {
+        let page: Value = send(&sim, Method::GET, path, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["nextPage"].as_str().map(str::to_owned)
+    };
+    // Two projects in pages of one: the first page links to the second.
+    assert_eq!(
+        next_page(sim.clone(), asked).await.as_deref(),
+        Some(format!(
+            "{}/rest/api/3/project/search?maxResults=1&startAt=1",
+            sim.base_url()
+        ))
+        .as_deref()
+    );
+    sim.set_next_page(NextPage::OtherOrigin("https://evil.example".into()));
+    assert_eq!(
+        next_page(sim.clone(), asked).await.as_deref(),
+        Some("https://evil.example/rest/api/3/project/search?maxResults=1&startAt=1")
+    );
+    sim.set_next_page(NextPage::Itself);
+    assert_eq!(
+        next_page(sim.clone(), asked).await,
+        Some(format!("{}{asked}", sim.base_url()))
+    );
+    // The last page has no link, whatever the fault.
+    let last = "/rest/api/3/project/search?maxResults=1&startAt=1";
+    assert_eq!(next_page(sim.clone(), last).await, None);
 }

@@ -120,6 +120,14 @@ impl DriveSimulator {
         self.world.lock().throttle = throttle;
     }
 
+    /// A paging fault: while `on`, a page asked for with a `pageToken` answers that same
+    /// token as its `nextPageToken`, whether or not more permissions follow, so a client
+    /// that follows tokens reads that page for ever. The first page (no token) stays
+    /// faithful, so the repeat starts with its token.
+    pub fn repeat_page_tokens(&self, on: bool) {
+        self.world.lock().repeat_page_tokens = on;
+    }
+
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub fn base_url(&self) -> String {
         self.server.base_url()

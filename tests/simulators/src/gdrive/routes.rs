@@ -295,10 +295,13 @@ fn list(
         .map(|p| permission_json(world, p))
         .collect();
     let mut page = json!({ "kind": "drive#permissionList", "permissions": items });
-    if end < all.len()
-        && let Some(o) = page.as_object_mut()
-    {
-        o.insert("nextPageToken".into(), json!(encode_token(file_id, end)));
+    let next = match query.get("pageToken") {
+        // The fault: the page names itself as the next, whether or not more follow.
+        Some(token) if world.repeat_page_tokens => Some(token.clone()),
+        _ => (end < all.len()).then(|| encode_token(file_id, end)),
+    };
+    if let (Some(next), Some(o)) = (next, page.as_object_mut()) {
+        o.insert("nextPageToken".into(), json!(next));
     }
     Ok(Some(page))
 }

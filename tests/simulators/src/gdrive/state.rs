@@ -118,6 +118,9 @@ pub struct World {
     pub budget: Option<u32>,
     pub used: u32,
     pub throttle: Throttle,
+    /// A page asked for with a `pageToken` answers that same token as its next (a
+    /// paging fault; see `DriveSimulator::repeat_page_tokens`).
+    pub repeat_page_tokens: bool,
     /// Lower-cased e-mails Drive would have sent a sharing notification to.
     pub notified: Vec<String>,
     /// The simulator's injected faults; writes consult the write faults.

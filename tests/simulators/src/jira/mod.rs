@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use crate::faults::Faults;
 use crate::server::{RecordedRequest, Server};
 use routes::{JiraFaults, Shared};
+pub use state::NextPage;
 use state::{Actor, World};
 
 /// The demo's API caller: e-mail and API token, acting as [`JIRA_DEMO_ADMIN`].
@@ -236,6 +237,13 @@ impl JiraSimulator {
     /// Applies at once, to the running window too.
     pub fn set_rate_limit(&self, limit: u32) {
         self.world.lock().rate_limit = limit;
+    }
+
+    /// What the `nextPage` link of a `GET /project/search` page that is not the last
+    /// points at (default [`NextPage::Faithful`]); the other forms are paging faults: a
+    /// link to another origin, or back to the page itself.
+    pub fn set_next_page(&self, next: NextPage) {
+        self.world.lock().next_page = next;
     }
 
     /// Whether a 429 carries `Retry-After` (default true). Jira documents that it "may"

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::faults::{FaultResponses, retry_after_secs, schedule};
 use crate::http::{self, query_value};
 
-use super::state::{Actor, ActorError, World, now_secs};
+use super::state::{Actor, ActorError, NextPage, World, now_secs};
 
 pub type Shared = Arc<Mutex<World>>;
 
@@ -190,11 +190,16 @@ fn respond(world: &mut World, parts: &axum::http::request::Parts, body: &Bytes) 
             let segments = http::path_segments(parts.uri.path());
             let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
             let query = http::query_pairs(parts.uri.query());
+            let asked = parts
+                .uri
+                .path_and_query()
+                .map_or(parts.uri.path(), |p| p.as_str());
             build(route(
                 world,
                 &account,
                 parts.method.as_str(),
                 &segments,
+                asked,
                 &query,
                 body,
             ))
@@ -219,6 +224,7 @@ fn route(
     account: &str,
     method: &str,
     segments: &[&str],
+    asked: &str,
     query: &[(String, String)],
     body: &[u8],
 ) -> Reply {
@@ -229,7 +235,7 @@ fn route(
             None => Reply::error(StatusCode::NOT_FOUND, "User does not exist."),
         },
         ("GET", ["rest", "api", "3", "mypermissions"]) => my_permissions(admin, query),
-        ("GET", ["rest", "api", "3", "project", "search"]) => project_search(world, query),
+        ("GET", ["rest", "api", "3", "project", "search"]) => project_search(world, query, asked),
         (_, ["rest", "api", "3", "project", key, "role", rest @ ..]) => {
             let Some(project) = world.project(key) else {
                 return Reply::error(
@@ -464,7 +470,9 @@ fn my_permissions(admin: bool, query: &[(String, String)]) -> Reply {
     Reply::ok(json!({ "permissions": permissions }))
 }
 
-fn project_search(world: &World, query: &[(String, String)]) -> Reply {
+/// One page of projects; `asked` is the path and query it was asked for, which the
+/// [`NextPage::Itself`] fault links back to.
+fn project_search(world: &World, query: &[(String, String)], asked: &str) -> Reply {
     let start: usize = query_value(query, "startAt")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -490,12 +498,10 @@ fn project_search(world: &World, query: &[(String, String)]) -> Reply {
         })
         .collect();
     let is_last = start + values.len() >= all.len();
-    let url = |at: usize| {
-        format!(
-            "{}/rest/api/3/project/search?maxResults={max}&startAt={at}",
-            world.base_url
-        )
+    let url_at = |origin: &str, at: usize| {
+        format!("{origin}/rest/api/3/project/search?maxResults={max}&startAt={at}")
     };
+    let url = |at: usize| url_at(&world.base_url, at);
     let mut page = json!({
         "self": url(start),
         "maxResults": max,
@@ -505,7 +511,11 @@ fn project_search(world: &World, query: &[(String, String)]) -> Reply {
         "values": values,
     });
     if !is_last {
-        page["nextPage"] = json!(url(start + max));
+        page["nextPage"] = json!(match &world.next_page {
+            NextPage::Faithful => url(start + max),
+            NextPage::OtherOrigin(origin) => url_at(origin, start + max),
+            NextPage::Itself => format!("{}{asked}", world.base_url),
+        });
     }
     Reply::ok(page)
 }

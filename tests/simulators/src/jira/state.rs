@@ -51,6 +51,20 @@ pub struct Window {
     pub used: u32,
 }
 
+/// What a `GET /project/search` page's `nextPage` link points at: Jira's own next page,
+/// or a paging fault ([`crate::jira::JiraSimulator::set_next_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NextPage {
+    /// The next page on this site, as Jira links it.
+    #[default]
+    Faithful,
+    /// The next page's path and query on another origin, e.g. `https://evil.example`
+    /// (a misconfigured proxy or a hostile server).
+    OtherOrigin(String),
+    /// The page's own URL, exactly as it was asked for (a loop).
+    Itself,
+}
+
 pub const WINDOW_SECS: u64 = 60;
 pub const DEFAULT_RATE_LIMIT: u32 = 1000;
 
@@ -72,6 +86,7 @@ pub struct World {
     pub rate_limit: u32,
     pub window: Option<Window>,
     pub send_retry_after: bool,
+    pub next_page: NextPage,
     /// The simulator's injected faults; writes consult the write faults.
     pub faults: Faults,
     /// Lagged writes the HTTP layer schedules once it lets go of the lock.
@@ -103,6 +118,7 @@ impl World {
             rate_limit: DEFAULT_RATE_LIMIT,
             window: None,
             send_retry_after: true,
+            next_page: NextPage::Faithful,
             faults: Faults::default(),
             later: Vec::new(),
         }
