@@ -291,7 +291,14 @@ mod tests {
             complete: false,
             reason: Some("page 3 failed".into()),
         };
-        let found = dormant(&grants, &[shown.clone()], &[partial.clone()], &[], 90, now);
+        let found = dormant(
+            &grants,
+            std::slice::from_ref(&shown),
+            std::slice::from_ref(&partial),
+            &[],
+            90,
+            now,
+        );
         let names: Vec<&str> = found.iter().map(|d| d.target.resource.as_str()).collect();
         assert_eq!(
             names,

@@ -15,12 +15,13 @@ fn main() -> ExitCode {
     // Every line is scrubbed of loaded secrets; colours only on a terminal without NO_COLOR
     // (https://no-color.org: set and not empty).
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let colours = std::io::stderr().is_terminal() && !no_color;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
-        .with_ansi(std::io::stderr().is_terminal() && !no_color)
-        .with_writer(ScrubbingStderr)
+        .with_ansi(colours)
+        .with_writer(ScrubbingStderr { colours })
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

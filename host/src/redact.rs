@@ -234,15 +234,43 @@ pub fn scrubbed(text: String) -> String {
     }
 }
 
-/// Standard error for the tracing subscriber, with every line scrubbed (host code logs
-/// plugin-supplied text in warnings: refused URLs, error messages).
+/// Standard error for the tracing subscriber: every event is scrubbed of loaded secrets,
+/// and written as one line. tracing escapes ESC and C1 in field values itself, but not line
+/// breaks, bidi controls or separators, so the writer shows those escaped
+/// ([`crate::untrusted::escape`]) everywhere but the event's final newline. With colours
+/// on, raw ESC can only be the formatter's own (plugin ESCs arrive already escaped) and is
+/// kept; without colours it is escaped too.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ScrubbingStderr;
+pub struct ScrubbingStderr {
+    pub colours: bool,
+}
+
+impl ScrubbingStderr {
+    /// One event as it may reach the terminal.
+    pub fn clean(&self, event: &[u8]) -> Vec<u8> {
+        let scrubbed = global().scrub_bytes(event).into_owned();
+        let text = String::from_utf8_lossy(&scrubbed);
+        let body = text.strip_suffix('\n').unwrap_or(&text);
+        let mut out = String::with_capacity(text.len());
+        for piece in body.split_inclusive('\x1b') {
+            match piece.strip_suffix('\x1b') {
+                Some(before) if self.colours => {
+                    out.push_str(&crate::untrusted::escape(before));
+                    out.push('\x1b');
+                }
+                _ => out.push_str(&crate::untrusted::escape(piece)),
+            }
+        }
+        if body.len() < text.len() {
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+}
 
 impl Write for ScrubbingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let clean = global().scrub_bytes(buf).into_owned();
-        std::io::stderr().write_all(&clean)?;
+        std::io::stderr().write_all(&self.clean(buf))?;
         Ok(buf.len())
     }
 
@@ -255,7 +283,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbingStderr {
     type Writer = ScrubbingStderr;
 
     fn make_writer(&'a self) -> Self::Writer {
-        ScrubbingStderr
+        *self
     }
 }
 
@@ -293,6 +321,24 @@ mod tests {
             Cow::Borrowed(_)
         ));
         assert!(Redactor::new([("pin", "1234")], false).is_empty());
+    }
+
+    #[test]
+    fn log_events_stay_one_line_and_keep_only_the_formatters_colours() {
+        let event = "\x1b[33mWARN\x1b[0m evil\r\nINFO forged \u{202e}x\n".as_bytes();
+        let plain =
+            String::from_utf8(ScrubbingStderr { colours: false }.clean(event)).expect("utf-8");
+        assert_eq!(
+            plain,
+            "\\u{1b}[33mWARN\\u{1b}[0m evil\\r\\nINFO forged \\u{202e}x\n"
+        );
+        let coloured =
+            String::from_utf8(ScrubbingStderr { colours: true }.clean(event)).expect("utf-8");
+        assert!(
+            coloured.starts_with("\x1b[33mWARN\x1b[0m evil\\r\\n"),
+            "{coloured}"
+        );
+        assert_eq!(coloured.matches('\n').count(), 1);
     }
 
     #[test]
