@@ -252,6 +252,16 @@ impl Host {
         self.apps.values()
     }
 
+    /// Loads `app`'s secrets now (they are otherwise read at its first call), so a
+    /// command on one app can report a missing one as bad input before anything runs.
+    /// An unknown app is not this check's business: its call is refused, naming it.
+    pub fn secrets_ready(&self, app: &str) -> Result<(), crate::secrets::SecretProblem> {
+        match self.apps.get(app) {
+            Some(app) => app.secrets.load().map(drop),
+            None => Ok(()),
+        }
+    }
+
     fn unknown_app(&self, name: &str) -> CallError {
         CallError::Refused(format!(
             "no app named `{name}` is configured (configured: {}); add [apps.{name}] to the config",

@@ -273,6 +273,19 @@ pub async fn run(cli: Cli) -> Exit {
                 Ok(loaded) => loaded,
                 Err(message) => return output::bad_input(&message, json),
             };
+            // A command on one app whose secret cannot be read is bad input, like a config
+            // error (exit 2, nothing ran); commands over many apps let that app fail alone.
+            let single_app = match &command {
+                Command::Grant(a) | Command::Revoke(a) | Command::Verify(a) => Some(&a.app),
+                Command::Check(a) => Some(&a.app),
+                Command::ListGrants(a) => Some(&a.app),
+                _ => None,
+            };
+            if let Some(app) = single_app
+                && let Err(problem) = host.secrets_ready(app)
+            {
+                return output::bad_input(&format!("{}: {problem}", cli.config.display()), json);
+            }
             match command {
                 Command::Grant(args) => action::grant(&host, &args, json).await,
                 Command::Revoke(args) => action::revoke(&host, &args, json).await,

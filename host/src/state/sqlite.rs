@@ -429,6 +429,54 @@ fn hold_row(row: &Row<'_>) -> rusqlite::Result<Hold> {
     })
 }
 
+/// Every grant of one listing must be of `app` and `kind`.
+fn check_listing(app: &str, kind: &str, grants: &[ObservedGrant]) -> Result<(), Fail> {
+    match grants
+        .iter()
+        .enumerate()
+        .find(|(_, g)| g.target.app != app || g.target.kind != kind)
+    {
+        Some((i, stray)) => Err(Fail::Invalid(format!(
+            "grant {i} of the listing is on {}, which is not a {kind} of {app}: \
+             each call stores one app's grants of one kind",
+            stray.target
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Adds or updates each grant of a listing, stamped `observed_at`; the later of two rows
+/// for the same (resource, subject) wins.
+fn upsert_observed(
+    tx: &rusqlite::Transaction<'_>,
+    app: &str,
+    kind: &str,
+    observed_at: &str,
+    grants: &[ObservedGrant],
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO observed (app, kind, resource, subject, level, pending,
+                               last_used_at, observed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (app, kind, resource, subject) DO UPDATE SET
+             level = excluded.level, pending = excluded.pending,
+             last_used_at = excluded.last_used_at, observed_at = excluded.observed_at",
+    )?;
+    for grant in grants {
+        stmt.execute(params![
+            app,
+            kind,
+            grant.target.resource,
+            grant.subject,
+            grant.level,
+            grant.pending,
+            opt_ts(&grant.last_used_at),
+            observed_at,
+        ])?;
+    }
+    Ok(())
+}
+
 /// Records how (app, kind) was last listed: complete when `partial_reason` is `None`.
 fn record_listing(
     tx: &rusqlite::Transaction<'_>,
@@ -790,40 +838,11 @@ impl StateStore for SqliteStore {
     ) -> Result<(), StateError> {
         let op = format!("replace observed {kind} grants of {app}");
         self.write(op, |tx| {
-            if let Some((i, stray)) = grants
-                .iter()
-                .enumerate()
-                .find(|(_, g)| g.target.app != app || g.target.kind != kind)
-            {
-                return Err(Fail::Invalid(format!(
-                    "grant {i} of the listing is on {}, which is not a {kind} of {app}: \
-                     each call replaces one app's grants of one kind",
-                    stray.target
-                )));
-            }
+            check_listing(app, kind, grants)?;
             tx.prepare_cached("DELETE FROM observed WHERE app = ?1 AND kind = ?2")?
                 .execute(params![app, kind])?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO observed (app, kind, resource, subject, level, pending,
-                                       last_used_at, observed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (app, kind, resource, subject) DO UPDATE SET
-                     level = excluded.level, pending = excluded.pending,
-                     last_used_at = excluded.last_used_at, observed_at = excluded.observed_at",
-            )?;
             let observed_at = ts(&observed_at);
-            for grant in grants {
-                stmt.execute(params![
-                    app,
-                    kind,
-                    grant.target.resource,
-                    grant.subject,
-                    grant.level,
-                    grant.pending,
-                    opt_ts(&grant.last_used_at),
-                    observed_at,
-                ])?;
-            }
+            upsert_observed(tx, app, kind, &observed_at, grants)?;
             record_listing(tx, app, kind, &observed_at, None)?;
             Ok(())
         })
@@ -839,39 +858,11 @@ impl StateStore for SqliteStore {
     ) -> Result<(), StateError> {
         let op = format!("merge a partial listing of {kind} grants of {app}");
         self.write(op, |tx| {
-            if let Some((i, stray)) = grants
-                .iter()
-                .enumerate()
-                .find(|(_, g)| g.target.app != app || g.target.kind != kind)
-            {
-                return Err(Fail::Invalid(format!(
-                    "grant {i} of the listing is on {}, which is not a {kind} of {app}",
-                    stray.target
-                )));
-            }
+            check_listing(app, kind, grants)?;
             // Nothing is deleted: a grant missing from a partial listing may simply be on a
             // page that was never read.
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO observed (app, kind, resource, subject, level, pending,
-                                       last_used_at, observed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (app, kind, resource, subject) DO UPDATE SET
-                     level = excluded.level, pending = excluded.pending,
-                     last_used_at = excluded.last_used_at, observed_at = excluded.observed_at",
-            )?;
             let observed_at = ts(&observed_at);
-            for grant in grants {
-                stmt.execute(params![
-                    app,
-                    kind,
-                    grant.target.resource,
-                    grant.subject,
-                    grant.level,
-                    grant.pending,
-                    opt_ts(&grant.last_used_at),
-                    observed_at,
-                ])?;
-            }
+            upsert_observed(tx, app, kind, &observed_at, grants)?;
             record_listing(tx, app, kind, &observed_at, Some(reason))?;
             Ok(())
         })
@@ -1819,6 +1810,61 @@ mod tests {
     // ---- observed ----
 
     #[test]
+    fn a_partial_listing_merges_without_removing_and_is_recorded_partial() {
+        let store = store();
+        let api = target("github", "repository", "acme/api");
+        let web = target("github", "repository", "acme/web");
+        store
+            .replace_observed(
+                "github",
+                "repository",
+                at(0),
+                &[observed(api.clone(), "alice", Some("write"))],
+            )
+            .expect("complete listing");
+        store
+            .merge_partial_observed(
+                "github",
+                "repository",
+                at(1),
+                &[
+                    observed(web.clone(), "bob", Some("read")),
+                    observed(api.clone(), "alice", Some("admin")),
+                ],
+                "page 3 failed",
+            )
+            .expect("partial listing");
+        let rows = store.observed().expect("observed");
+        assert_eq!(rows.len(), 2, "nothing was removed: {rows:?}");
+        let alice = rows.iter().find(|r| r.subject == "alice").expect("alice");
+        assert_eq!(alice.level.as_deref(), Some("admin"), "updated in place");
+        assert_eq!(alice.observed_at, at(1));
+        let listings = store.observed_listings().expect("listings");
+        assert_eq!(listings.len(), 1);
+        assert!(!listings[0].complete);
+        assert_eq!(listings[0].reason.as_deref(), Some("page 3 failed"));
+        assert_eq!(listings[0].listed_at, at(1));
+        // A later complete listing makes it complete again and replaces the rows.
+        store
+            .replace_observed("github", "repository", at(2), &[])
+            .expect("complete listing");
+        assert!(store.observed().expect("observed").is_empty());
+        let listings = store.observed_listings().expect("listings");
+        assert!(listings[0].complete && listings[0].reason.is_none());
+        // A stray grant is refused, naming it.
+        let err = store
+            .merge_partial_observed(
+                "github",
+                "repository",
+                at(3),
+                &[observed(target("slack", "channel", "#x"), "a", None)],
+                "x",
+            )
+            .expect_err("stray refused");
+        assert!(err.to_string().contains("slack channel #x"), "{err}");
+    }
+
+    #[test]
     fn replace_observed_replaces_only_that_app_and_kind() {
         let store = store();
         let api = target("github", "repository", "acme/api");
@@ -1930,7 +1976,7 @@ mod tests {
             .expect_err("stray kind");
         assert_eq!(
             err.to_string(),
-            "cannot replace observed team grants of github in :memory:: grant 1 of the listing is on github repository acme/api, which is not a team of github: each call replaces one app's grants of one kind"
+            "cannot replace observed team grants of github in :memory:: grant 1 of the listing is on github repository acme/api, which is not a team of github: each call stores one app's grants of one kind"
         );
         assert_eq!(store.observed().expect("observed").len(), 1);
     }

@@ -70,6 +70,14 @@ fn action(kind: &str) -> Action {
     }
 }
 
+/// A JSON-lines audit trail in a temporary directory (kept alive by the returned guard).
+fn trail() -> (tempfile::TempDir, std::path::PathBuf, Arc<dyn AuditSink>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = dir.path().join("audit.jsonl");
+    let sink: Arc<dyn AuditSink> = Arc::new(JsonLinesSink::open(&trail).expect("audit opens"));
+    (dir, trail, sink)
+}
+
 async fn evil_host(limits: SandboxLimitsOverride) -> (Host, MemorySink, ReflectingOrigin) {
     let origin = ReflectingOrigin::start().await.expect("origin starts");
     let (host, audit) = host_with(
@@ -220,9 +228,7 @@ async fn a_partial_discovery_is_stored_as_partial_and_never_proves_absence() {
 #[tokio::test]
 async fn a_plugin_error_of_48_mib_becomes_one_short_record_with_its_length_and_digest() {
     let origin = ReflectingOrigin::start().await.expect("origin starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let trail = dir.path().join("audit.jsonl");
-    let sink: Arc<dyn AuditSink> = Arc::new(JsonLinesSink::open(&trail).expect("audit opens"));
+    let (_dir, trail, sink) = trail();
     let roomy = SandboxLimitsOverride {
         memory_mib: Some(160),
         cpu_ms: Some(5_000),
@@ -324,9 +330,7 @@ async fn descriptions_that_break_the_contract_refuse_the_plugin_naming_the_rule(
 #[tokio::test]
 async fn a_reflected_token_is_scrubbed_from_the_response_before_the_plugin_sees_it() {
     let origin = ReflectingOrigin::start().await.expect("origin starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let trail = dir.path().join("audit.jsonl");
-    let sink: Arc<dyn AuditSink> = Arc::new(JsonLinesSink::open(&trail).expect("audit opens"));
+    let (_dir, trail, sink) = trail();
     let host = host_with_sink(
         Config::default(),
         vec![(
@@ -368,9 +372,7 @@ async fn a_reflected_token_is_scrubbed_from_the_response_before_the_plugin_sees_
 #[tokio::test]
 async fn a_revealed_secret_never_comes_back_out_through_the_host() {
     let origin = ReflectingOrigin::start().await.expect("origin starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let trail = dir.path().join("audit.jsonl");
-    let sink: Arc<dyn AuditSink> = Arc::new(JsonLinesSink::open(&trail).expect("audit opens"));
+    let (_dir, trail, sink) = trail();
     let host = host_with_sink(
         Config::default(),
         vec![("evil", evil(&origin.base_url(), &[], small_limits()))],
