@@ -81,7 +81,7 @@ pub enum AuditEvent {
     /// Written by the engine when an action is verified, pending or alerted.
     ActionFinished {
         run: String,
-        outcome: crate::engine::ActionOutcome,
+        outcome: crate::model::ActionOutcome,
         attempts: u32,
         /// What the last read-back showed.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,7 +89,7 @@ pub enum AuditEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         last_error: Option<String>,
         /// Every HTTP call of every attempt: method, URL, status, latency.
-        http: Vec<crate::sandbox::HttpCall>,
+        http: Vec<crate::model::HttpCall>,
     },
     /// A person approved or denied a change that waited for approval (a sensitive grant,
     /// a dormant grant's revocation). `call_id` is `approval-ID`.

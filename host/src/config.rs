@@ -29,7 +29,7 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Retries, backoff and the blast-radius guard of `portcullis apply`.
     #[serde(default)]
-    pub engine: crate::engine::EngineOptions,
+    pub engine: crate::options::EngineOptions,
     /// Where Portcullis keeps state between runs (`plan`, `apply` from policy, approvals).
     #[serde(default)]
     pub state: StateConfig,

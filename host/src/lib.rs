@@ -23,6 +23,8 @@ pub mod engine;
 mod host;
 pub mod limits;
 pub mod model;
+pub mod ops;
+pub mod options;
 pub mod people;
 pub mod plan;
 pub mod plugin;

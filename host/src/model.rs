@@ -187,6 +187,38 @@ impl ConnectorError {
     }
 }
 
+// ---- What runs do: shared by the engine, the audit trail and the state ----
+
+/// Grant or revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    Grant,
+    Revoke,
+}
+
+/// How an action ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum ActionOutcome {
+    /// Read-back shows the requested state.
+    Verified,
+    /// Accepted, not in force yet (for example an invitation); re-check later.
+    Pending { detail: String },
+    /// Could not be made to converge; `reason` says why. Operators must look.
+    Alerted { reason: String },
+}
+
+/// One outbound request as the audit and the caller see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpCall {
+    pub method: String,
+    pub url: String,
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    pub refused: Option<String>,
+}
+
 // ---- Conversions at the edge of `portcullis:connector@0.1.0` ----
 
 impl From<&Subject> for wit::Subject {

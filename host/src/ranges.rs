@@ -12,8 +12,8 @@ use std::fmt;
 use std::path::Path;
 
 use crate::config::{Config, SandboxLimitsOverride};
-use crate::engine::EngineOptions;
 use crate::limits::SandboxLimits;
+use crate::options::EngineOptions;
 use crate::ratelimit::RateLimitConfig;
 
 /// Where a setting lives in the config file.
@@ -225,6 +225,14 @@ pub const SETTINGS: &[Setting] = &[
         default: "0.2",
         why: "blast-radius guard as a share of the managed grants; 1 allows revoking all",
     },
+    Setting {
+        section: Section::Engine,
+        key: "share_min_revokes",
+        bounds: int(0, 1_000_000),
+        unit: "revokes",
+        default: "10",
+        why: "the share guard applies only to runs revoking more than this many grants",
+    },
     // apps.NAME.rate_limit
     Setting {
         section: Section::RateLimit,
@@ -369,6 +377,10 @@ impl Numeric for EngineOptions {
                 self.max_revokes.map(|v| Num::Int(v as u64)),
             ),
             ("max_revoke_share", self.max_revoke_share.map(Num::Float)),
+            (
+                "share_min_revokes",
+                Some(Num::Int(self.share_min_revokes as u64)),
+            ),
         ]
     }
 }

@@ -89,15 +89,8 @@ impl CallError {
     }
 }
 
-/// One outbound request as the audit and the caller see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HttpCall {
-    pub method: String,
-    pub url: String,
-    pub status: Option<u16>,
-    pub latency_ms: f64,
-    pub refused: Option<String>,
-}
+// Shared with the audit trail, which sits below the sandbox.
+pub use crate::model::HttpCall;
 
 /// What a call cost and did, whatever its result.
 #[derive(Debug, Clone, Default, Serialize)]

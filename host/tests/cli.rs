@@ -1043,10 +1043,21 @@ async fn discover_drift_and_dormant_from_the_command_line() {
         Some("write"),
         "report only"
     );
-    // One revoke against two managed grants is over the 20% share: the guard stops it.
+    // One revoke against two managed grants is over the 20% share, but a run of so few
+    // revokes is not a blast radius unless share_min_revokes says so.
+    let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!("[engine]\nshare_min_revokes = 0\n{config}"),
+    )
+    .expect("config");
     let output = portcullis(dir.path(), &["drift", "--apply", "--at", "2027-01-05"]).await;
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("blast-radius"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("blast-radius") && stderr.contains("engine.share_min_revokes = 0"),
+        "{stderr}"
+    );
     assert_eq!(
         sim.collaborator_role("acme/platform-api", "monalisa")
             .as_deref(),

@@ -13,12 +13,14 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::Exit;
-use super::output::{Table, bad_input, emit, say, tell};
+use super::lifecycle::failed;
+use super::output::{Table, bad_input, emit, say};
 use crate::engine::{
-    self, ActionOutcome, ActionsFile, Catalog, EngineOptions, Op, Progress, ProgressEvent,
-    RunError, RunReport, SpecError,
+    self, ActionOutcome, ActionsFile, EngineOptions, Op, Progress, ProgressEvent, RunReport,
+    SpecError,
 };
 use crate::host::Host;
+use crate::ops::{self, OpError};
 
 pub(crate) struct ApplyArgs<'a> {
     pub file: &'a Path,
@@ -31,40 +33,35 @@ pub(crate) struct ApplyArgs<'a> {
 }
 
 pub(crate) async fn run(host: Host, args: ApplyArgs<'_>) -> Exit {
-    let file = match ActionsFile::load(args.file) {
-        Ok(file) => file,
-        Err(e) => return bad_input(&e.to_string(), args.json),
-    };
     // Every action against its connector before the first write, every problem at once.
-    let catalog = Catalog::describe(&host, file.actions()).await;
-    if let Err(e) = file.validate(&catalog) {
-        return invalid_actions(&e, args.json);
-    }
+    let file = match ops::check_actions(&host, args.file).await {
+        Ok(file) => file,
+        Err(e) => return failed(&e, args.json),
+    };
     let mut options = args.options;
     options.allow_large_revoke = args.allow_large_revoke;
     if args.dry_run {
-        return dry_run(&host, &file, &options, args.json).await;
+        if let Err(e) = ops::dry_run_actions(&host, &file, &options).await {
+            return failed(&e, args.json);
+        }
+        return dry_run(&file, args.json);
     }
-    let run_id = args
-        .run_id
-        .unwrap_or_else(|| format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
-
-    let actions = file.into_actions();
+    let run_id = args.run_id.unwrap_or_else(ops::new_run_id);
     let live = !args.json && std::io::stderr().is_terminal();
-    let display = Arc::new(LiveDisplay::new(live, &actions));
-    let host = Arc::new(host);
-    let result = engine::run(host, &run_id, actions, &options, display.clone()).await;
+    let display = Arc::new(LiveDisplay::new(live, file.actions()));
+    let result = ops::run_actions(Arc::new(host), file, &run_id, &options, display.clone()).await;
     display.finish();
     match result {
-        Err(e) => refused(&e, args.json),
+        Err(e) => failed(&e, args.json),
         Ok(report) => print_report(&report, args.json),
     }
 }
 
-/// Bad input naming the file, each action and line; in JSON also each problem as data.
-fn invalid_actions(error: &SpecError, json: bool) -> Exit {
+/// Bad input (exit 2) naming the file, each action and line; in JSON also each invalid
+/// action's problem as data.
+pub(crate) fn invalid(error: &OpError, json: bool) -> Exit {
     match error {
-        SpecError::Actions { problems, .. } if json => {
+        OpError::InvalidActions(SpecError::Actions { problems, .. }) if json => {
             emit(&json!({
                 "ok": false,
                 "exit": Exit::BadInput as u8,
@@ -77,29 +74,8 @@ fn invalid_actions(error: &SpecError, json: bool) -> Exit {
     }
 }
 
-/// A run the engine refused before executing anything.
-fn refused(error: &RunError, json: bool) -> Exit {
-    match error {
-        RunError::BlastRadius { .. } => {
-            if json {
-                emit(
-                    &json!({ "ok": false, "exit": Exit::ActionFailed as u8, "error": error.to_string() }),
-                );
-            } else {
-                tell!("refused: {error}");
-            }
-            Exit::ActionFailed
-        }
-        RunError::Invalid { .. } => bad_input(&error.to_string(), json),
-    }
-}
-
-/// `apply --dry-run`: everything before the first write (validation, the blast-radius
-/// guard), then what would run, in file order.
-async fn dry_run(host: &Host, file: &ActionsFile, options: &EngineOptions, json: bool) -> Exit {
-    if let Err(e) = engine::preflight(host, file.actions(), options).await {
-        return refused(&e, json);
-    }
+/// `apply --dry-run`, after the checks passed: what would run, in file order.
+fn dry_run(file: &ActionsFile, json: bool) -> Exit {
     let actions = file.actions();
     let op = |spec: &engine::ActionSpec| format!("{:?}", spec.op).to_lowercase();
     if json {

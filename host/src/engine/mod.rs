@@ -35,16 +35,11 @@ pub use validate::{ActionProblem, Catalog, check};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::host::Host;
 use crate::model::{Action, ConnectorError, ConnectorInfo, Entitlement, Observed, Subject};
+// Shared with config, audit and state, so they live below the engine.
+pub use crate::model::{ActionOutcome, Op};
+pub use crate::options::EngineOptions;
 use crate::readback::{Verdict, grant_verdict, revoke_verdict};
 use crate::sandbox::{CallError, HttpCall};
-
-/// Grant or revoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Op {
-    Grant,
-    Revoke,
-}
 
 /// One action of a run, as planned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,55 +49,6 @@ pub struct ActionSpec {
     pub subject: Subject,
     pub entitlement: Entitlement,
     pub reason: String,
-}
-
-/// How the engine retries and guards. Also the `[engine]` table of the config.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineOptions {
-    /// Write-and-verify attempts per action before it is alerted.
-    pub max_attempts: u32,
-    /// First backoff; doubles per attempt, with jitter, up to `backoff_max_ms`.
-    pub backoff_base_ms: u64,
-    pub backoff_max_ms: u64,
-    /// Blast-radius guard: most revokes one run may carry.
-    pub max_revokes: Option<usize>,
-    /// Blast-radius guard: most revokes as a share (0..1) of `managed_grants`.
-    pub max_revoke_share: Option<f64>,
-    /// How many grants Portcullis manages in the run's scope, for `max_revoke_share`.
-    /// Supplied by the caller: a policy `apply` passes the state store's count; a run of
-    /// an actions file has no state, so only `max_revokes` guards it.
-    #[serde(skip)]
-    pub managed_grants: Option<usize>,
-    /// Run even when the blast-radius guard would stop the run.
-    #[serde(skip)]
-    pub allow_large_revoke: bool,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions {
-            max_attempts: 3,
-            backoff_base_ms: 250,
-            backoff_max_ms: 10_000,
-            max_revokes: Some(50),
-            max_revoke_share: Some(0.2),
-            managed_grants: None,
-            allow_large_revoke: false,
-        }
-    }
-}
-
-/// How an action ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum ActionOutcome {
-    /// Read-back shows the requested state.
-    Verified,
-    /// Accepted, not in force yet (for example an invitation); re-check later.
-    Pending { detail: String },
-    /// Could not be made to converge; `reason` says why. Operators must look.
-    Alerted { reason: String },
 }
 
 /// Everything known about one action after the run: the alert context when alerted.
@@ -319,13 +265,15 @@ fn check_blast_radius(actions: &[ActionSpec], options: &EngineOptions) -> Result
     }
     if let (Some(share), Some(managed)) = (options.max_revoke_share, options.managed_grants)
         && managed > 0
+        && revokes > options.share_min_revokes
         && revokes as f64 > share * managed as f64
     {
         return Err(RunError::BlastRadius {
             revokes,
             detail: format!(
-                "{:.0}% of the {managed} grants Portcullis manages, over engine.max_revoke_share = {share}",
-                100.0 * revokes as f64 / managed as f64
+                "{:.0}% of the {managed} grants Portcullis manages, over engine.max_revoke_share = {share} (applied above engine.share_min_revokes = {})",
+                100.0 * revokes as f64 / managed as f64,
+                options.share_min_revokes
             ),
         });
     }
@@ -625,9 +573,31 @@ mod tests {
         options.max_revokes = None;
         options.managed_grants = Some(10);
         options.max_revoke_share = Some(0.4);
+        options.share_min_revokes = 4;
         assert!(check_blast_radius(&revokes, &options).is_err());
         options.allow_large_revoke = true;
         assert!(check_blast_radius(&revokes, &options).is_ok());
+    }
+
+    #[test]
+    fn the_share_guard_leaves_runs_of_few_revokes_alone() {
+        // Ten managed grants, one leaver holding three: 30% is over a 20% share, but three
+        // revokes are not a blast radius.
+        let options = EngineOptions {
+            managed_grants: Some(10),
+            ..EngineOptions::default()
+        };
+        assert!(check_blast_radius(&vec![spec(Op::Revoke); 3], &options).is_ok());
+        assert!(check_blast_radius(&vec![spec(Op::Revoke); 10], &options).is_ok());
+        let many = EngineOptions {
+            managed_grants: Some(40),
+            ..options
+        };
+        let err = check_blast_radius(&vec![spec(Op::Revoke); 11], &many).expect_err("11 of 40");
+        assert!(
+            err.to_string().contains("engine.share_min_revokes = 10"),
+            "{err}"
+        );
     }
 
     #[test]

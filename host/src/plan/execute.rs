@@ -70,10 +70,13 @@ pub async fn apply_plan(
     progress: Arc<dyn Progress>,
 ) -> Result<ApplyOutcome, ApplyError> {
     let at = plan.at;
+    // Runs carry the wall-clock time they ran; `at` (what the plan was made for) decides
+    // the state's own times (granted, requested, expiry), so `--at` runs stay reproducible.
     store.begin_run(&RunRecord {
         id: run_id.to_owned(),
-        started_at: at,
+        started_at: Utc::now(),
         finished_at: None,
+        as_of: Some(at),
         policy_hash: Some(plan.policy_hash.clone()),
         summary: serde_json::Value::Null,
     })?;
@@ -131,7 +134,11 @@ pub async fn apply_plan(
     {
         Ok(report) => report,
         Err(refused) => {
-            store.finish_run(run_id, at, &json!({ "refused": refused.to_string() }))?;
+            store.finish_run(
+                run_id,
+                Utc::now(),
+                &json!({ "refused": refused.to_string() }),
+            )?;
             return Err(refused.into());
         }
     };
@@ -228,7 +235,7 @@ pub async fn apply_plan(
     };
     store.finish_run(
         run_id,
-        at,
+        Utc::now(),
         &json!({
             "actions": report.actions.len(),
             "verified": report.count(|o| *o == ActionOutcome::Verified),
@@ -319,7 +326,7 @@ fn record(
             "last_error": report.last_error.as_ref().map(ToString::to_string),
             "http": report.http,
         }),
-        finished_at: at,
+        finished_at: Utc::now(),
     })?;
 
     let managed = |status: ManagedStatus, granted_at: DateTime<Utc>| ManagedGrant {

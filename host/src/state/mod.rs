@@ -325,9 +325,14 @@ pub struct UsageRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
+    /// When the run began, by the wall clock.
     pub started_at: DateTime<Utc>,
-    /// None while running, or if the run was interrupted.
+    /// When it ended, by the wall clock; None while running, or if it was interrupted.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The time its plan was made for (`--at`, default the start); None for runs of a
+    /// hand-written actions file.
+    #[serde(default)]
+    pub as_of: Option<DateTime<Utc>>,
     /// The policy the run's plan came from; None for runs of a hand-written actions file.
     pub policy_hash: Option<String>,
     /// Counts and totals, free-form JSON (`null` until the run finishes, unless set).

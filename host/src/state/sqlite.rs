@@ -37,6 +37,7 @@ use super::{
 const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("migrations/0001_initial.sql")),
     M::up(include_str!("migrations/0002_observed_listings.sql")),
+    M::up(include_str!("migrations/0003_run_as_of.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -527,7 +528,7 @@ fn usage_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
     })
 }
 
-const RUN_COLUMNS: &str = "id, started_at, finished_at, policy_hash, summary";
+const RUN_COLUMNS: &str = "id, started_at, finished_at, policy_hash, summary, as_of";
 
 fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
@@ -536,6 +537,7 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         finished_at: get_opt_time(row, 2)?,
         policy_hash: row.get(3)?,
         summary: get_json(row, 4)?,
+        as_of: get_opt_time(row, 5)?,
     })
 }
 
@@ -957,8 +959,8 @@ impl StateStore for SqliteStore {
                 )));
             }
             tx.prepare_cached(
-                "INSERT INTO runs (id, started_at, finished_at, policy_hash, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO runs (id, started_at, finished_at, policy_hash, summary, as_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 run.id,
@@ -966,6 +968,7 @@ impl StateStore for SqliteStore {
                 opt_ts(&run.finished_at),
                 run.policy_hash,
                 to_json(&run.summary)?,
+                opt_ts(&run.as_of),
             ])?;
             Ok(())
         })
@@ -1308,6 +1311,7 @@ mod tests {
             id: id.into(),
             started_at,
             finished_at: None,
+            as_of: Some(started_at),
             policy_hash: Some("p1".into()),
             summary: serde_json::Value::Null,
         }

@@ -168,6 +168,18 @@ async fn josh_joins_moves_and_leaves_through_plans() {
         .await
         .expect("apply runs");
     assert_eq!(outcomes(&first), (16, 8, 0), "{:#?}", first.report);
+    // The run carries the wall-clock time it ran, and apart from it the plan's time.
+    let runs = world.store.runs().expect("runs");
+    let run = runs
+        .iter()
+        .find(|r| r.id == "hire-1")
+        .expect("run recorded");
+    assert_eq!(run.as_of, Some(day(2026, 12, 1)));
+    let finished = run.finished_at.expect("finished");
+    assert!(
+        run.started_at > day(2026, 12, 5) && finished >= run.started_at,
+        "{run:?}"
+    );
     let managed = world.store.managed().expect("managed");
     assert_eq!(managed.len(), 24);
     assert_eq!(

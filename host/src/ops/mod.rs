@@ -1,0 +1,182 @@
+//! Operations: what Portcullis does, written once for every front end. The CLI, the service
+//! (`portcullis serve`) and its scheduled jobs call these and only render the result; none
+//! of them loads a policy, takes the run lock, plans, runs or records on its own.
+//!
+//! Invariants:
+//! - Every operation checks all of its input before the first write to an app; a refusal
+//!   is an [`OpError`] that says what is wrong and what to do, and nothing has run.
+//! - A run that changes apps holds the state's run lock from reading the state for its
+//!   plan to its last record ([`Prepared`] owns the guard).
+//! - State follows read-back evidence only (see [`crate::plan::execute`]).
+
+mod actions;
+mod approvals;
+mod policy;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use actions::{check_actions, dry_run_actions, run_actions};
+pub use approvals::{Decision, DormantSweep, approvals, decide, dormant_sweep};
+pub use policy::{Applied, Drifted, Prepared, SavedPlan, Situation};
+
+use crate::config::Config;
+use crate::engine::{RunError, SpecError};
+use crate::host::Host;
+use crate::people::parse_time;
+use crate::state::{SqliteStore, StateError, StateStore};
+
+/// Why an operation did not happen (or, for the last two, did not fully happen).
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// Bad input: a file, an argument, a configuration, a stale saved plan. Nothing ran.
+    #[error("{0}")]
+    Input(String),
+    /// An actions file with invalid actions, every problem listed. Nothing ran.
+    #[error(transparent)]
+    InvalidActions(#[from] SpecError),
+    /// Another run holds the state's run lock. Nothing ran.
+    #[error("{0}")]
+    Busy(String),
+    /// The blast-radius guard stopped the run before anything executed.
+    #[error("{0}")]
+    Refused(RunError),
+    /// The state store failed during a run, so it may not record everything that ran.
+    #[error(
+        "the state store failed during the run, so it may not record everything that ran: {0}; the next apply proposes what state missed again, and the apps answer it idempotently (already present / already absent)"
+    )]
+    StateDuringRun(StateError),
+    /// A decision stands in state but its audit record could not be written.
+    #[error(
+        "approval {approval} is {decision} in state but could not be audited: {error}; fix the audit sink and record the decision by hand"
+    )]
+    Unaudited {
+        approval: i64,
+        decision: &'static str,
+        error: String,
+    },
+}
+
+impl OpError {
+    fn input(error: impl ToString) -> OpError {
+        OpError::Input(error.to_string())
+    }
+}
+
+impl From<StateError> for OpError {
+    fn from(error: StateError) -> OpError {
+        match error {
+            locked @ StateError::Locked { .. } => OpError::Busy(locked.to_string()),
+            other => OpError::Input(other.to_string()),
+        }
+    }
+}
+
+/// Where the policy, the people and the time of a policy operation come from. Unset files
+/// default to the config's `[policy]` and `[people]` entries; an unset time is now.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub policy: Option<PathBuf>,
+    pub directory: Option<PathBuf>,
+    pub events: Option<PathBuf>,
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// `--at`: a date (YYYY-MM-DD) or an RFC 3339 time.
+pub fn parse_at(text: &str) -> Result<DateTime<Utc>, OpError> {
+    parse_time(text).ok_or_else(|| {
+        OpError::Input(format!(
+            "--at `{text}` is not a date (YYYY-MM-DD) or an RFC 3339 time"
+        ))
+    })
+}
+
+/// A fresh run id, ordered by time.
+pub fn new_run_id() -> String {
+    format!("run-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
+}
+
+/// Who holds the run lock, as a refused run will show it.
+pub fn lock_holder(what: &str) -> String {
+    format!(
+        "pid {} running {what} since {}",
+        std::process::id(),
+        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// The config and its state store only: operations that record decisions or read state
+/// need no plugins, so they do not pay for compiling them.
+pub fn open_state(config_path: &Path) -> Result<(Config, SqliteStore), OpError> {
+    let config = Config::load(config_path).map_err(OpError::input)?;
+    let store = open_store(&config)?;
+    Ok((config, store))
+}
+
+fn open_store(config: &Config) -> Result<SqliteStore, OpError> {
+    let state_path = config
+        .state
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("portcullis.db"));
+    SqliteStore::open(&state_path).map_err(OpError::input)
+}
+
+/// A configuration with its plugins loaded and its state open: what every operation that
+/// talks to apps works on. The CLI makes one per command; the service keeps one.
+pub struct Workspace {
+    pub config: Config,
+    pub host: Arc<Host>,
+    pub store: Arc<dyn StateStore>,
+}
+
+impl Workspace {
+    /// Loads the config, builds the host (plugins compiled or taken from the compile
+    /// cache) and opens the state store.
+    pub fn open(config_path: &Path) -> Result<Workspace, OpError> {
+        let (mut config, store) = open_state(config_path)?;
+        if config.runtime.cache_dir.is_none() {
+            config.runtime.cache_dir = crate::cache::CompileCache::default_dir();
+        }
+        let host = Host::builder(config.clone())
+            .build()
+            .map_err(OpError::input)?;
+        Ok(Workspace {
+            config,
+            host: Arc::new(host),
+            store: Arc::new(store),
+        })
+    }
+
+    /// A workspace from parts already built (the service, tests).
+    pub fn new(config: Config, host: Arc<Host>, store: Arc<dyn StateStore>) -> Workspace {
+        Workspace {
+            config,
+            host,
+            store,
+        }
+    }
+
+    /// The configured apps, or the named ones if each is configured.
+    pub fn select_apps(&self, names: &[String]) -> Result<Vec<String>, OpError> {
+        if names.is_empty() {
+            return Ok(self.config.apps.keys().cloned().collect());
+        }
+        for app in names {
+            if !self.config.apps.contains_key(app) {
+                return Err(OpError::Input(format!(
+                    "no app named `{app}` is configured (configured: {})",
+                    self.config
+                        .apps
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(names.to_vec())
+    }
+}
