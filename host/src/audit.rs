@@ -104,6 +104,36 @@ pub enum AuditEvent {
         entitlement: Entitlement,
         policy_hash: String,
     },
+    /// One call of the service's API, answered or refused. `call_id` is `api-N`.
+    ApiCall {
+        /// The token's name; `anonymous` when no valid token came with the call.
+        caller: String,
+        method: String,
+        path: String,
+        status: u16,
+        /// Why the call was refused (401, 403, 4xx), in words.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+    },
+    /// Something needs a person: a scheduled or requested job that did not converge, a
+    /// run stopped by the blast-radius guard. `call_id` is the job's id.
+    Alert {
+        job: String,
+        kind: String,
+        summary: String,
+        detail: serde_json::Value,
+    },
+    /// An HR event delivered to the service and stored (or recognised as a replay).
+    HrEventReceived {
+        event_id: String,
+        kind: String,
+        person: String,
+        effective: DateTime<Utc>,
+        /// The token that delivered it.
+        source: String,
+        /// Already stored by an earlier delivery: accepted once, ignored now.
+        replay: bool,
+    },
     /// A plugin's `describe` broke a rule of the contract; none of its other exports run.
     PluginRefused {
         origin: String,

@@ -16,6 +16,9 @@ use crate::limits::SandboxLimits;
 use crate::ratelimit::RateLimitConfig;
 use crate::secrets::SecretSource;
 
+mod server;
+pub use server::{HrWebhookConfig, Role, ScheduleConfig, ServerConfig, TokenConfig};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +42,9 @@ pub struct Config {
     /// Who the people are: a directory export and HR events.
     #[serde(default)]
     pub people: PeopleConfig,
+    /// `portcullis serve`: listen address, API tokens, HR webhook signing, schedules.
+    #[serde(default)]
+    pub server: ServerConfig,
     /// Application instances by name (`github-acme`).
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
@@ -245,6 +251,7 @@ impl Config {
         {
             resolve(file);
         }
+        self.server.resolve_relative(base_dir);
         for app in self.apps.values_mut() {
             if looks_like_path(&app.plugin) && Path::new(&app.plugin).is_relative() {
                 app.plugin = base_dir.join(&app.plugin).display().to_string();
@@ -268,6 +275,9 @@ impl Config {
                 path: origin.to_owned(),
                 problems,
             });
+        }
+        if let Some((field, problem)) = self.server.problems().into_iter().next() {
+            return Err(invalid(field, problem));
         }
         for (name, app) in &self.apps {
             let field = |f: &str| format!("apps.{name}.{f}");

@@ -36,6 +36,7 @@ pub mod redact;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
+pub mod service;
 pub mod state;
 pub mod untrusted;
 

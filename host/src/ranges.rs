@@ -11,7 +11,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::config::{Config, SandboxLimitsOverride};
+use crate::config::{Config, HrWebhookConfig, SandboxLimitsOverride, ScheduleConfig};
 use crate::limits::SandboxLimits;
 use crate::options::EngineOptions;
 use crate::ratelimit::RateLimitConfig;
@@ -25,6 +25,10 @@ pub enum Section {
     Engine,
     /// Each app's `rate_limit = { .. }`.
     RateLimit,
+    /// `[server.schedule]`: how often `portcullis serve` runs its jobs.
+    Schedule,
+    /// `[server.hr_webhook]`: HR webhook signature checks.
+    HrWebhook,
 }
 
 impl Section {
@@ -34,6 +38,8 @@ impl Section {
             Section::Limits => "limits.",
             Section::Engine => "engine.",
             Section::RateLimit => "apps.NAME.rate_limit.",
+            Section::Schedule => "server.schedule.",
+            Section::HrWebhook => "server.hr_webhook.",
         }
     }
 }
@@ -274,6 +280,64 @@ pub const SETTINGS: &[Setting] = &[
         default: "8",
         why: "actions of the app in flight at once; the runtime pools that many instances",
     },
+    // server.schedule
+    Setting {
+        section: Section::Schedule,
+        key: "reconcile_every_s",
+        bounds: int(1, 3600),
+        unit: "seconds",
+        default: "10",
+        why: "how late a time-bound grant may end or an effective HR event apply",
+    },
+    Setting {
+        section: Section::Schedule,
+        key: "recheck_first_s",
+        bounds: int(1, 86_400),
+        unit: "seconds",
+        default: "60",
+        why: "first re-check of a pending grant (an invitation); doubles per check",
+    },
+    Setting {
+        section: Section::Schedule,
+        key: "recheck_max_s",
+        bounds: int(1, 604_800),
+        unit: "seconds",
+        default: "3600",
+        why: "longest wait between re-checks of a pending grant",
+    },
+    Setting {
+        section: Section::Schedule,
+        key: "drift_every_s",
+        bounds: int(0, 604_800),
+        unit: "seconds",
+        default: "3600",
+        why: "discovery and drift report; 0 turns it off",
+    },
+    Setting {
+        section: Section::Schedule,
+        key: "dormant_every_s",
+        bounds: int(0, 2_592_000),
+        unit: "seconds",
+        default: "86400",
+        why: "dormant sweep (revoke requests for unused grants); 0 turns it off",
+    },
+    Setting {
+        section: Section::Schedule,
+        key: "dormant_days",
+        bounds: int(1, 3650),
+        unit: "days",
+        default: "90",
+        why: "days unused before a managed grant is dormant",
+    },
+    // server.hr_webhook
+    Setting {
+        section: Section::HrWebhook,
+        key: "tolerance_s",
+        bounds: int(1, 3600),
+        unit: "seconds",
+        default: "300",
+        why: "oldest signature timestamp accepted (replay window)",
+    },
 ];
 
 /// The row for `key` of `section`.
@@ -385,6 +449,27 @@ impl Numeric for EngineOptions {
     }
 }
 
+impl Numeric for ScheduleConfig {
+    const SECTION: Section = Section::Schedule;
+    fn numeric(&self) -> Vec<(&'static str, Option<Num>)> {
+        vec![
+            ("reconcile_every_s", int_value(self.reconcile_every_s)),
+            ("recheck_first_s", int_value(self.recheck_first_s)),
+            ("recheck_max_s", int_value(self.recheck_max_s)),
+            ("drift_every_s", int_value(self.drift_every_s)),
+            ("dormant_every_s", int_value(self.dormant_every_s)),
+            ("dormant_days", int_value(self.dormant_days)),
+        ]
+    }
+}
+
+impl Numeric for HrWebhookConfig {
+    const SECTION: Section = Section::HrWebhook;
+    fn numeric(&self) -> Vec<(&'static str, Option<Num>)> {
+        vec![("tolerance_s", int_value(self.tolerance_s))]
+    }
+}
+
 impl Numeric for RateLimitConfig {
     const SECTION: Section = Section::RateLimit;
     fn numeric(&self) -> Vec<(&'static str, Option<Num>)> {
@@ -414,6 +499,15 @@ pub fn check(config: &Config) -> Vec<RangeProblem> {
     let mut problems = Vec::new();
     check_section(&config.limits, "limits.", None, &mut problems);
     check_section(&config.engine, "engine.", None, &mut problems);
+    check_section(
+        &config.server.schedule,
+        "server.schedule.",
+        None,
+        &mut problems,
+    );
+    if let Some(hook) = &config.server.hr_webhook {
+        check_section(hook, "server.hr_webhook.", None, &mut problems);
+    }
     let (base, max) = (config.engine.backoff_base_ms, config.engine.backoff_max_ms);
     if base > max {
         problems.push(RangeProblem {

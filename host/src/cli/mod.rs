@@ -11,6 +11,7 @@ mod inspect;
 pub mod lifecycle;
 mod output;
 pub mod scaffold;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +112,16 @@ pub enum Command {
         /// plan, use `portcullis plan`.)
         #[arg(long, requires = "file")]
         dry_run: bool,
+    },
+    /// Run as a service: the JSON API under /v1 (plans, applies as jobs, approvals, HR
+    /// events signed by the HR system, apps, plugins, jobs), the scheduler (time-bound
+    /// grants end on time, pending invitations are re-checked, drift and dormant sweeps),
+    /// until SIGTERM or Ctrl-C. Holds the state: CLI runs that change apps are refused
+    /// meanwhile.
+    Serve {
+        /// Address to listen on (default `[server] listen`, 127.0.0.1:8740).
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// List approval requests (pending ones; --all for every one).
     Approvals {
@@ -250,6 +261,7 @@ pub async fn run(cli: Cli) -> Exit {
             };
             lifecycle::apply_policy(&cli.config, &policy, run, json).await
         }
+        Command::Serve { listen } => serve::run(&cli.config, listen, json).await,
         Command::Approvals { all } => lifecycle::list_approvals(&cli.config, all, json),
         Command::Approve(args) => lifecycle::decide(&cli.config, &args, true, json),
         Command::Deny(args) => lifecycle::decide(&cli.config, &args, false, json),

@@ -20,13 +20,14 @@ use chrono::{DateTime, Utc};
 
 pub use actions::{check_actions, dry_run_actions, run_actions};
 pub use approvals::{Decision, DormantSweep, approvals, decide, dormant_sweep};
+pub(crate) use policy::received_events;
 pub use policy::{Applied, Drifted, Prepared, SavedPlan, Situation};
 
 use crate::config::Config;
 use crate::engine::{RunError, SpecError};
 use crate::host::Host;
 use crate::people::parse_time;
-use crate::state::{SqliteStore, StateError, StateStore};
+use crate::state::{RunLock, SqliteStore, StateError, StateStore};
 
 /// Why an operation did not happen (or, for the last two, did not fully happen).
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +131,29 @@ pub struct Workspace {
     pub config: Config,
     pub host: Arc<Host>,
     pub store: Arc<dyn StateStore>,
+    runs: Runs,
+}
+
+/// How runs of this workspace exclude each other.
+enum Runs {
+    /// Each run takes the state's run lock (one process per run: the CLI).
+    PerRun,
+    /// The workspace holds the run lock for its whole life (the service), so no other
+    /// process changes apps meanwhile; its own runs take turns.
+    Owned {
+        _lock: RunLock,
+        turn: Arc<tokio::sync::Mutex<()>>,
+    },
+}
+
+/// What keeps a run exclusive until it is dropped.
+pub(crate) enum RunHold {
+    Lock {
+        _held: RunLock,
+    },
+    Turn {
+        _held: tokio::sync::OwnedMutexGuard<()>,
+    },
 }
 
 impl Workspace {
@@ -143,11 +167,7 @@ impl Workspace {
         let host = Host::builder(config.clone())
             .build()
             .map_err(OpError::input)?;
-        Ok(Workspace {
-            config,
-            host: Arc::new(host),
-            store: Arc::new(store),
-        })
+        Ok(Workspace::new(config, Arc::new(host), Arc::new(store)))
     }
 
     /// A workspace from parts already built (the service, tests).
@@ -156,6 +176,32 @@ impl Workspace {
             config,
             host,
             store,
+            runs: Runs::PerRun,
+        }
+    }
+
+    /// Takes the state's run lock for as long as this workspace lives, naming `holder`
+    /// (the service and its address): runs that change apps from any other process are
+    /// refused with that name until it stops.
+    pub fn own_state(&mut self, holder: &str) -> Result<(), OpError> {
+        let lock = self.store.lock_run(holder)?;
+        self.runs = Runs::Owned {
+            _lock: lock,
+            turn: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        Ok(())
+    }
+
+    /// Exclusive use of the apps for one run: the run lock, or the owner's next turn
+    /// (waited for: scheduled and requested runs queue behind each other).
+    pub(crate) async fn hold_run(&self, holder: &str) -> Result<RunHold, OpError> {
+        match &self.runs {
+            Runs::PerRun => Ok(RunHold::Lock {
+                _held: self.store.lock_run(holder)?,
+            }),
+            Runs::Owned { turn, .. } => Ok(RunHold::Turn {
+                _held: Arc::clone(turn).lock_owned().await,
+            }),
         }
     }
 

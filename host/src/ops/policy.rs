@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{OpError, Sources, Workspace};
+use super::{OpError, RunHold, Sources, Workspace};
 use crate::discover::{Discovery, discover};
 use crate::drift::{DriftReport, drift};
 use crate::engine::{Progress, RunError};
 use crate::model::ConnectorInfo;
-use crate::people::{Directory, HrEvents, People, people_as_of};
+use crate::people::{Directory, HrEvent, HrEvents, People, people_as_of};
 use crate::plan::execute::{ApplyError, ApplyOutcome};
 use crate::plan::{ChangeOp, Plan, StateSnapshot, apply_plan, plan};
 use crate::policy::Policy;
-use crate::state::{RunLock, StateStore};
+use crate::state::StateStore;
 
 /// Everything a policy decision is made from, loaded and checked.
 pub struct Situation {
@@ -38,7 +38,7 @@ pub struct SavedPlan {
 pub struct Prepared {
     pub plan: Plan,
     pub situation: Situation,
-    _lock: RunLock,
+    _hold: RunHold,
 }
 
 /// What a run of a plan did.
@@ -56,19 +56,40 @@ pub struct Drifted {
     /// Listings that failed: their grants were not judged.
     pub not_listed: Vec<String>,
     pub situation: Situation,
-    lock: Option<RunLock>,
+    hold: Option<RunHold>,
 }
 
 impl Drifted {
     /// The correction, ready to run, when the drift was found under the run lock.
     pub fn into_correction(self) -> Option<Prepared> {
-        let lock = self.lock?;
+        let hold = self.hold?;
         Some(Prepared {
             plan: self.correction,
             situation: self.situation,
-            _lock: lock,
+            _hold: hold,
         })
     }
+}
+
+/// HR events the service received (stored in state), minus any the events file also has.
+pub(crate) fn received_events(
+    store: &dyn StateStore,
+    file: &HrEvents,
+) -> Result<Vec<HrEvent>, OpError> {
+    let known: BTreeSet<&str> = file.events.iter().map(|e| e.id.as_str()).collect();
+    let received = store.hr_events()?;
+    let entries: Vec<&serde_json::Value> = received
+        .iter()
+        .filter(|e| !known.contains(e.id.as_str()))
+        .map(|e| &e.entry)
+        .collect();
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = serde_json::json!({ "events": entries }).to_string();
+    HrEvents::parse(&text, "the HR events received by the service (state)")
+        .map(|parsed| parsed.events)
+        .map_err(OpError::input)
 }
 
 fn snapshot(store: &dyn StateStore) -> Result<StateSnapshot, OpError> {
@@ -105,10 +126,13 @@ impl Workspace {
                 )
             })?;
         let directory = Directory::load(&directory_path).map_err(OpError::input)?;
-        let events = match sources.events.clone().or(config.people.events.clone()) {
+        let mut events = match sources.events.clone().or(config.people.events.clone()) {
             Some(path) => HrEvents::load(&path).map_err(OpError::input)?,
             None => HrEvents::default(),
         };
+        events
+            .events
+            .extend(received_events(self.store.as_ref(), &events)?);
         let people = people_as_of(&directory, &events, at).map_err(OpError::input)?;
         let mut catalog = BTreeMap::new();
         for app in config.apps.keys() {
@@ -167,7 +191,7 @@ impl Workspace {
         }
         let situation = self.situation(&sources).await?;
         // Held from reading the state for the plan until the last record of the run.
-        let lock = self.store.lock_run(holder)?;
+        let hold = self.hold_run(holder).await?;
         let plan = self.plan(&situation)?;
         if let Some(saved) = saved
             && let Some(difference) = stale(&saved.plan, &plan)
@@ -180,7 +204,7 @@ impl Workspace {
         Ok(Prepared {
             plan,
             situation,
-            _lock: lock,
+            _hold: hold,
         })
     }
 
@@ -252,9 +276,10 @@ impl Workspace {
     ) -> Result<Drifted, OpError> {
         let situation = self.situation(sources).await?;
         // Only a drift run that corrects anything needs the apps to itself.
-        let lock = correcting
-            .map(|holder| self.store.lock_run(holder))
-            .transpose()?;
+        let hold = match correcting {
+            Some(holder) => Some(self.hold_run(holder).await?),
+            None => None,
+        };
         let state = snapshot(self.store.as_ref())?;
         let apps: Vec<String> = situation.catalog.keys().cloned().collect();
         let discovery = discover(
@@ -298,7 +323,7 @@ impl Workspace {
             correction,
             not_listed,
             situation,
-            lock,
+            hold,
         })
     }
 }

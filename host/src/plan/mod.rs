@@ -292,21 +292,7 @@ pub fn plan(
         return Err(PlanError::People(problems));
     }
 
-    let mut summary = PlanSummary::default();
-    for change in plans.iter().flat_map(|p| &p.changes) {
-        match &change.op {
-            ChangeOp::Grant { .. } => summary.grant += 1,
-            ChangeOp::Raise { .. } | ChangeOp::Lower { .. } | ChangeOp::Recheck { .. } => {
-                summary.change += 1
-            }
-            ChangeOp::Revoke { .. } => summary.revoke += 1,
-            ChangeOp::AwaitApproval { .. } => summary.awaiting_approval += 1,
-            ChangeOp::Denied { .. } | ChangeOp::Held { .. } | ChangeOp::LiftHold => {
-                summary.held += 1
-            }
-            ChangeOp::Keep => summary.keep += 1,
-        }
-    }
+    let summary = summarise(&plans);
     Ok(Plan {
         at,
         policy_hash: policy.hash().to_owned(),
@@ -328,6 +314,52 @@ pub fn plan(
         summary,
         desired: Some(desired_rows),
     })
+}
+
+/// The counts of a plan's changes by kind.
+fn summarise(people: &[PersonPlan]) -> PlanSummary {
+    let mut summary = PlanSummary::default();
+    for change in people.iter().flat_map(|p| &p.changes) {
+        match &change.op {
+            ChangeOp::Grant { .. } => summary.grant += 1,
+            ChangeOp::Raise { .. } | ChangeOp::Lower { .. } | ChangeOp::Recheck { .. } => {
+                summary.change += 1
+            }
+            ChangeOp::Revoke { .. } => summary.revoke += 1,
+            ChangeOp::AwaitApproval { .. } => summary.awaiting_approval += 1,
+            ChangeOp::Denied { .. } | ChangeOp::Held { .. } | ChangeOp::LiftHold => {
+                summary.held += 1
+            }
+            ChangeOp::Keep => summary.keep += 1,
+        }
+    }
+    summary
+}
+
+impl Plan {
+    /// Keeps only the changes `keep` accepts (for one person's plan, or the re-checks that
+    /// are due), dropping people left without changes, and recounts the summary. The
+    /// desired-state rows stay whole: they are the policy's, not this selection's.
+    pub fn retain(&mut self, mut keep: impl FnMut(&PersonPlan, &Change) -> bool) {
+        for person in &mut self.people {
+            let changes = std::mem::take(&mut person.changes);
+            let kept = changes
+                .into_iter()
+                .filter(|change| keep(person, change))
+                .collect();
+            person.changes = kept;
+        }
+        self.people.retain(|p| !p.changes.is_empty());
+        self.summary = summarise(&self.people);
+    }
+
+    /// Whether running the plan would call any app.
+    pub fn has_actions(&self) -> bool {
+        self.people
+            .iter()
+            .flat_map(|p| &p.changes)
+            .any(|c| c.op.is_action())
+    }
 }
 
 /// Approvals by what they are for, latest first.

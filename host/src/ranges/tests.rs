@@ -48,6 +48,9 @@ fn every_numeric_key_has_a_row_and_every_row_a_key() {
             .expect("an override takes every [limits] key");
     let engine = EngineOptions::default();
     let rate = RateLimitConfig::default();
+    let schedule = ScheduleConfig::default();
+    let hook: HrWebhookConfig =
+        toml::from_str("secret = \"env:HR_SECRET\"").expect("a webhook with its defaults");
     for (section, serde, listed) in [
         (
             Section::Limits,
@@ -69,6 +72,16 @@ fn every_numeric_key_has_a_row_and_every_row_a_key() {
             serde_numeric_keys(serde_json::to_value(&rate).expect("serialise")),
             listed(&rate),
         ),
+        (
+            Section::Schedule,
+            serde_numeric_keys(serde_json::to_value(&schedule).expect("serialise")),
+            listed(&schedule),
+        ),
+        (
+            Section::HrWebhook,
+            serde_numeric_keys(serde_json::to_value(&hook).expect("serialise")),
+            listed(&hook),
+        ),
     ] {
         assert_eq!(serde, listed, "{section:?}: Numeric impl vs the struct");
         assert_eq!(serde, rows(section), "{section:?}: SETTINGS vs the struct");
@@ -86,7 +99,15 @@ fn every_numeric_key_has_a_row_and_every_row_a_key() {
 fn defaults_in_the_table_are_the_real_defaults_and_in_range() {
     let limits = SandboxLimits::default().numeric();
     let engine = EngineOptions::default().numeric();
-    for (section, values) in [(Section::Limits, limits), (Section::Engine, engine)] {
+    let schedule = ScheduleConfig::default().numeric();
+    let hook: HrWebhookConfig =
+        toml::from_str("secret = \"env:HR_SECRET\"").expect("a webhook with its defaults");
+    for (section, values) in [
+        (Section::Limits, limits),
+        (Section::Engine, engine),
+        (Section::Schedule, schedule),
+        (Section::HrWebhook, hook.numeric()),
+    ] {
         for (key, value) in values {
             let value = value.expect("every [limits] and [engine] key has a default");
             let row = setting(section, key).expect("a row");
@@ -120,6 +141,8 @@ enum Place {
     AppLimits,
     Engine,
     RateLimit,
+    Schedule,
+    HrWebhook,
 }
 
 impl Place {
@@ -128,6 +151,8 @@ impl Place {
             Section::Limits => &[Place::Limits, Place::AppLimits],
             Section::Engine => &[Place::Engine],
             Section::RateLimit => &[Place::RateLimit],
+            Section::Schedule => &[Place::Schedule],
+            Section::HrWebhook => &[Place::HrWebhook],
         }
     }
 
@@ -137,6 +162,8 @@ impl Place {
             Place::AppLimits => format!("apps.gh.limits.{key}"),
             Place::Engine => format!("engine.{key}"),
             Place::RateLimit => format!("apps.gh.rate_limit.{key}"),
+            Place::Schedule => format!("server.schedule.{key}"),
+            Place::HrWebhook => format!("server.hr_webhook.{key}"),
         }
     }
 
@@ -146,6 +173,8 @@ impl Place {
         let companion = match key {
             "backoff_base_ms" => "backoff_max_ms = 3600000\n",
             "backoff_max_ms" => "backoff_base_ms = 1\n",
+            "recheck_first_s" => "recheck_max_s = 604800\n",
+            "recheck_max_s" => "recheck_first_s = 1\n",
             _ => "",
         };
         match self {
@@ -153,6 +182,10 @@ impl Place {
             Place::AppLimits => format!("{APP}[apps.gh.limits]\n{key} = {value}\n"),
             Place::Engine => format!("[engine]\n{key} = {value}\n{companion}{APP}"),
             Place::RateLimit => format!("{APP}[apps.gh.rate_limit]\n{key} = {value}\n"),
+            Place::Schedule => format!("[server.schedule]\n{key} = {value}\n{companion}{APP}"),
+            Place::HrWebhook => {
+                format!("[server.hr_webhook]\nsecret = \"env:HR_SECRET\"\n{key} = {value}\n{APP}")
+            }
         }
     }
 }

@@ -134,6 +134,15 @@ pub trait StateStore: Send + Sync {
     /// How each (app, kind) was last listed, by app and kind.
     fn observed_listings(&self) -> Result<Vec<ObservedListing>, StateError>;
 
+    // ---- HR events received by the service ----
+
+    /// Store HR events delivered to the service, all or none, before the delivery is
+    /// answered. An id already stored is left as it was (a replay); the result says, per
+    /// event in order, whether it was new.
+    fn record_hr_events(&self, events: &[ReceivedHrEvent]) -> Result<Vec<bool>, StateError>;
+    /// Every received HR event, in arrival order.
+    fn hr_events(&self) -> Result<Vec<ReceivedHrEvent>, StateError>;
+
     // ---- usage ----
 
     /// Merge usage records: for each (app, kind, resource, subject) keep the latest
@@ -319,6 +328,18 @@ pub struct UsageRecord {
     pub kind: String,
     pub resource: String,
     pub last_used_at: DateTime<Utc>,
+}
+
+/// An HR event as the service received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceivedHrEvent {
+    pub id: String,
+    pub person: String,
+    pub received_at: DateTime<Utc>,
+    /// The API token that delivered it.
+    pub source: String,
+    /// The event in the HR events file format (one element of its `events` list).
+    pub entry: serde_json::Value,
 }
 
 /// One `portcullis apply` run.

@@ -29,8 +29,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ActionRecord, Approval, ApprovalStatus, DesiredRow, Hold, ManagedGrant, NewApproval,
-    ObservedGrant, ObservedListing, PersonRecord, RunLock, RunRecord, StateError, StateStore,
-    Target, UsageRecord, lockfile,
+    ObservedGrant, ObservedListing, PersonRecord, ReceivedHrEvent, RunLock, RunRecord, StateError,
+    StateStore, Target, UsageRecord, lockfile,
 };
 
 /// Every schema version, in order. Append only: a released migration never changes.
@@ -38,6 +38,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("migrations/0001_initial.sql")),
     M::up(include_str!("migrations/0002_observed_listings.sql")),
     M::up(include_str!("migrations/0003_run_as_of.sql")),
+    M::up(include_str!("migrations/0004_hr_events.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -867,6 +868,47 @@ impl StateStore for SqliteStore {
             upsert_observed(tx, app, kind, &observed_at, grants)?;
             record_listing(tx, app, kind, &observed_at, Some(reason))?;
             Ok(())
+        })
+    }
+
+    fn record_hr_events(&self, events: &[ReceivedHrEvent]) -> Result<Vec<bool>, StateError> {
+        self.write(format!("store {} HR events", events.len()), |tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO hr_events (id, person, received_at, source, entry)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+            )?;
+            let mut new = Vec::with_capacity(events.len());
+            for event in events {
+                let inserted = insert.execute(params![
+                    event.id,
+                    event.person,
+                    ts(&event.received_at),
+                    event.source,
+                    to_json(&event.entry)?,
+                ])?;
+                new.push(inserted == 1);
+            }
+            Ok(new)
+        })
+    }
+
+    fn hr_events(&self) -> Result<Vec<ReceivedHrEvent>, StateError> {
+        self.read("read received HR events", |conn| {
+            list(
+                conn,
+                "SELECT id, person, received_at, source, entry FROM hr_events
+                 ORDER BY received_at, id",
+                [],
+                |row| {
+                    Ok(ReceivedHrEvent {
+                        id: row.get(0)?,
+                        person: row.get(1)?,
+                        received_at: get_time(row, 2)?,
+                        source: row.get(3)?,
+                        entry: get_json(row, 4)?,
+                    })
+                },
+            )
         })
     }
 
@@ -1983,6 +2025,40 @@ mod tests {
             "cannot replace observed team grants of github in :memory:: grant 1 of the listing is on github repository acme/api, which is not a team of github: each call stores one app's grants of one kind"
         );
         assert_eq!(store.observed().expect("observed").len(), 1);
+    }
+
+    // ---- received HR events ----
+
+    #[test]
+    fn a_received_hr_event_is_stored_once_and_read_back_in_arrival_order() {
+        let store = store();
+        let event = |id: &str, minute: i64| ReceivedHrEvent {
+            id: id.into(),
+            person: "E7".into(),
+            received_at: at(minute),
+            source: "workday".into(),
+            entry: serde_json::json!({ "id": id, "type": "hire", "person": "E7",
+                                       "effective": "2027-01-04" }),
+        };
+        assert_eq!(
+            store
+                .record_hr_events(&[event("ev-2", 1), event("ev-1", 2)])
+                .expect("store"),
+            vec![true, true]
+        );
+        // A replay, even with another body, changes nothing.
+        let mut replay = event("ev-2", 3);
+        replay.person = "E8".into();
+        assert_eq!(
+            store
+                .record_hr_events(&[replay, event("ev-3", 4)])
+                .expect("store"),
+            vec![false, true]
+        );
+        let stored = store.hr_events().expect("read");
+        let ids: Vec<&str> = stored.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["ev-2", "ev-1", "ev-3"]);
+        assert_eq!(stored[0], event("ev-2", 1));
     }
 
     // ---- usage ----

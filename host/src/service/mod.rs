@@ -1,0 +1,203 @@
+//! `portcullis serve`: the long-running host. One [`Workspace`] (config, plugins, state)
+//! serves the JSON API under `/v1`, receives HR events, and runs the scheduled jobs; every
+//! change goes through the same operations as the CLI ([`crate::ops`]).
+//!
+//! Invariants:
+//! - The service holds the state's run lock from start to stop, naming itself and its
+//!   address: a CLI run that would change apps meanwhile is refused with that name.
+//! - Every API call is authenticated (bearer token, constant-time comparison) and audited
+//!   with the caller's name, the route and the status, refusals included.
+//! - An HR event is stored before its delivery is answered; a refused delivery stores
+//!   nothing.
+//! - On SIGTERM or Ctrl-C the listener stops accepting, the scheduler stops starting
+//!   jobs, and jobs already running finish: an action in flight ends verified, pending or
+//!   alerted and is recorded. A run cut off harder than that stays in state without
+//!   `finished_at` (interrupted), and the next plan, made from state, proposes what it
+//!   did not prove; connectors answer repeats idempotently.
+
+mod api;
+mod auth;
+pub mod hr;
+mod jobs;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use parking_lot::Mutex;
+use secrecy::SecretString;
+use tokio::task::JoinSet;
+
+pub use auth::Caller;
+pub use jobs::{Job, JobStatus, Scheduled};
+
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::ops::Workspace;
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Op(#[from] crate::ops::OpError),
+    #[error(
+        "cannot listen on {addr}: {source}; choose another address with --listen or [server] listen"
+    )]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// A running service's shared parts.
+pub struct Service {
+    workspace: Workspace,
+    tokens: Vec<auth::ApiToken>,
+    hr_secret: Option<(SecretString, u64)>,
+    jobs: jobs::Jobs,
+    tasks: Mutex<JoinSet<()>>,
+    /// The base URL it answers on.
+    url: String,
+    started: std::time::Instant,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Service {
+    fn audit(&self, call_id: String, event: AuditEvent) {
+        let record = AuditRecord {
+            at: Utc::now(),
+            call_id,
+            app: String::new(),
+            plugin_sha256: String::new(),
+            event,
+        };
+        if let Err(e) = self.workspace.host.audit_sink().record(&record) {
+            tracing::error!("cannot audit a service event: {e}");
+        }
+    }
+
+    /// A job that needs a person: written to the audit trail and the log.
+    async fn alert(&self, job: &Job) {
+        let summary = format!(
+            "{} job {} {}: {}",
+            job.kind,
+            job.id,
+            match job.status {
+                JobStatus::Failed => "failed",
+                _ => "needs attention",
+            },
+            job.detail
+                .get("error")
+                .and_then(|e| e.as_str())
+                .or_else(|| job.detail.get("outcome").and_then(|e| e.as_str()))
+                .unwrap_or("see its detail")
+        );
+        tracing::warn!("{}", crate::untrusted::escape(&summary));
+        self.audit(
+            job.id.clone(),
+            AuditEvent::Alert {
+                job: job.id.clone(),
+                kind: job.kind.clone(),
+                summary,
+                detail: job.detail.clone(),
+            },
+        );
+    }
+}
+
+/// Where the service listens and how it learns it must stop.
+pub struct ServeOptions {
+    /// Overrides `[server] listen`.
+    pub listen: Option<String>,
+    /// Called with the bound address once listening (the CLI prints it).
+    pub on_listening: Box<dyn FnOnce(SocketAddr) + Send>,
+}
+
+/// Runs the service until SIGTERM or Ctrl-C.
+pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<(), ServeError> {
+    let server = workspace.config.server.clone();
+    let tokens = auth::load_tokens(&server.tokens).map_err(ServeError::Config)?;
+    if tokens.is_empty() {
+        return Err(ServeError::Config(
+            "[server] has no tokens: every API call needs one. Add [[server.tokens]] with name, role (reader, approver, operator, hr-source) and secret = \"env:NAME\"".into(),
+        ));
+    }
+    let hr_secret = match &server.hr_webhook {
+        Some(hook) => {
+            let secret = hook
+                .secret
+                .load()
+                .map_err(|e| ServeError::Config(format!("server.hr_webhook.secret: {e}")))?;
+            crate::redact::register(
+                "server",
+                [("hr-webhook", secrecy::ExposeSecret::expose_secret(&secret))],
+            );
+            Some((secret, hook.tolerance_s))
+        }
+        None => None,
+    };
+    let addr = options.listen.unwrap_or(server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: addr.clone(),
+        source,
+    })?;
+    let url = format!("http://{bound}");
+    workspace.own_state(&jobs::service_holder(&url))?;
+    let service = Arc::new(Service {
+        workspace,
+        tokens,
+        hr_secret,
+        jobs: jobs::Jobs::default(),
+        tasks: Mutex::new(JoinSet::new()),
+        url,
+        started: std::time::Instant::now(),
+        calls: std::sync::atomic::AtomicU64::new(0),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(jobs::scheduler(Arc::clone(&service), stop_rx));
+    (options.on_listening)(bound);
+    let app = api::router(Arc::clone(&service));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping: no new calls or jobs; running jobs finish");
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = scheduler.await;
+    // Jobs already running finish; their actions end recorded.
+    let mut tasks = std::mem::take(&mut *service.tasks.lock());
+    while tasks.join_next().await.is_some() {}
+    // Give stragglers of the HTTP layer a moment, then stop.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    served.map_err(|source| ServeError::Listen { addr, source })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

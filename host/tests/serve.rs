@@ -1,0 +1,472 @@
+//! `portcullis serve` as IT runs it: the binary on loopback against the GitHub simulator,
+//! bearer tokens with roles, signed HR events (joiner, leaver, replays, bad signatures),
+//! jobs, the audit trail, and a graceful stop on SIGTERM.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use portcullis::service::hr::sign;
+use portcullis_simulators::{GITHUB_DEMO_TOKEN, GithubSimulator, github_demo};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+const OPS_TOKEN: &str = "ops-token-0123456789abcdef";
+const READER_TOKEN: &str = "reader-token-0123456789abcdef";
+const HR_TOKEN: &str = "hr-token-0123456789abcdef";
+const HR_SECRET: &str = "whsec-hr-0123456789abcdef";
+
+const POLICY: &str = r#"
+[[rule]]
+name = "platform"
+when = 'person.department == "Platform"'
+
+[[rule.grant]]
+app = "github-acme"
+kind = "repository"
+resource = "acme/platform-api"
+level = "maintain"
+"#;
+
+const PEOPLE: &str = r#"{ "people": [
+  { "id": "E1", "name": "Hu Bot", "attributes": { "department": "Platform" },
+    "accounts": { "github-acme": "hubot" } }
+] }"#;
+
+fn write_files(dir: &Path, sim: &GithubSimulator) {
+    for (file, value) in [
+        ("github.token", GITHUB_DEMO_TOKEN),
+        ("ops.token", OPS_TOKEN),
+        ("reader.token", READER_TOKEN),
+        ("hr.token", HR_TOKEN),
+        ("hr.secret", HR_SECRET),
+    ] {
+        std::fs::write(dir.join(file), format!("{value}\n")).expect("secret file");
+    }
+    std::fs::write(dir.join("policy.toml"), POLICY).expect("policy");
+    std::fs::write(dir.join("people.json"), PEOPLE).expect("people");
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        format!(
+            r#"
+[audit]
+path = "audit.jsonl"
+[state]
+path = "state/portcullis.db"
+[policy]
+path = "policy.toml"
+[people]
+directory = "people.json"
+
+[server]
+listen = "127.0.0.1:0"
+[[server.tokens]]
+name = "it-ops"
+role = "operator"
+secret = "file:ops.token"
+[[server.tokens]]
+name = "auditor"
+role = "reader"
+secret = "file:reader.token"
+[[server.tokens]]
+name = "workday"
+role = "hr-source"
+secret = "file:hr.token"
+[server.hr_webhook]
+secret = "file:hr.secret"
+[server.schedule]
+# Reconcile runs at start, then hourly: the HR-event jobs below are what applies changes.
+reconcile_every_s = 3600
+drift_every_s = 0
+dormant_every_s = 0
+
+[apps.github-acme]
+plugin = "github"
+base_url = "{}"
+secrets = {{ token = "file:github.token" }}
+network = {{ allow_loopback = true }}
+"#,
+            sim.base_url()
+        ),
+    )
+    .expect("config");
+}
+
+struct Served {
+    child: tokio::process::Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Served {
+    async fn start(dir: &Path) -> Served {
+        let mut child = tokio::process::Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir)
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .env_remove("PORTCULLIS_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .expect("listening within 120 s")
+            .expect("stdout readable")
+            .expect("a line on stdout");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_owned();
+        Served {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn hr(&self, body: &str, signature: Option<String>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/hr-events", self.url))
+            .bearer_auth(HR_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("X-Portcullis-Signature", signature);
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Waits for the reconcile the service runs at start (it grants E1's access).
+    async fn first_reconcile(&self) {
+        for _ in 0..1200 {
+            let (_, body) = self
+                .call(reqwest::Method::GET, "/v1/jobs", Some(READER_TOKEN), None)
+                .await;
+            let done = body["scheduled"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|j| j["name"] == "reconcile" && !j["last_outcome"].is_null())
+            });
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the first reconcile did not finish within 60 s");
+    }
+
+    /// Waits for a job to finish and returns it.
+    async fn finished(&self, id: &str) -> Value {
+        for _ in 0..600 {
+            let (status, body) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/jobs/{id}"),
+                    Some(READER_TOKEN),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            if !body["job"]["finished_at"].is_null() {
+                return body["job"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not finish within 30 s");
+    }
+}
+
+fn signed(body: &str) -> Option<String> {
+    Some(sign(
+        HR_SECRET,
+        chrono::Utc::now().timestamp(),
+        body.as_bytes(),
+    ))
+}
+
+fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_audited() {
+    let sim = github_demo().await.expect("simulator");
+    // Already collaborators: grants apply at once instead of inviting.
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    sim.set_collaborator("acme/platform-api", "octocat", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(dir.path(), &sim);
+    let served = Served::start(dir.path()).await;
+    use reqwest::Method;
+
+    served.first_reconcile().await;
+
+    // Health needs no token; the API needs one, of the right role.
+    let (status, _) = served.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = served.call(Method::GET, "/v1/plan", None, None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = served
+        .call(
+            Method::GET,
+            "/v1/plan",
+            Some("not-a-valid-token-at-all"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, body) = served
+        .call(Method::POST, "/v1/apply", Some(READER_TOKEN), None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("auditor holds role reader"),
+        "{body}"
+    );
+    let (status, body) = served
+        .call(Method::GET, "/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(body["paths"]["/v1/hr-events"]["post"].is_object(), "{body}");
+
+    // While the service holds the state, a CLI run that changes apps is refused by name.
+    let cli = tokio::process::Command::new(BIN)
+        .args(["apply"])
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .await
+        .expect("the binary runs");
+    assert_eq!(cli.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(
+        stderr.contains("`portcullis serve` at http://127.0.0.1:"),
+        "{stderr}"
+    );
+
+    // A joiner, signed by the HR system.
+    let hire = json!({ "events": [{
+        "id": "wd-1001", "type": "hire", "person": "E3", "effective": today(),
+        "name": "Octo Cat", "attributes": { "department": "Platform" },
+        "accounts": { "github-acme": "octocat" },
+    }] })
+    .to_string();
+    // Unsigned, wrongly signed and stale deliveries are refused; nothing is stored.
+    let (status, _) = served.hr(&hire, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = served
+        .hr(
+            &hire,
+            Some(sign(
+                "another-secret-entirely",
+                chrono::Utc::now().timestamp(),
+                hire.as_bytes(),
+            )),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let stale = sign(
+        HR_SECRET,
+        chrono::Utc::now().timestamp() - 301,
+        hire.as_bytes(),
+    );
+    let (status, body) = served.hr(&hire, Some(stale)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("tolerance_s"),
+        "{body}"
+    );
+    // The right role is still needed with a valid signature.
+    let (status, _) = served
+        .call(
+            Method::POST,
+            "/v1/hr-events",
+            Some(OPS_TOKEN),
+            Some(serde_json::from_str(&hire).expect("json")),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, body) = served.hr(&hire, signed(&hire)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], json!(["wd-1001"]), "stored once: {body}");
+    let job = served
+        .finished(body["job"]["id"].as_str().expect("job id"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["detail"]["verified"], 1, "{job}");
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "octocat")
+            .as_deref(),
+        Some("maintain")
+    );
+    // A replay is accepted once: answered, not applied again.
+    let (status, body) = served.hr(&hire, signed(&hire)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replayed"], json!(["wd-1001"]));
+    assert!(body["job"].is_null());
+
+    // Why E3 holds what they hold.
+    let (status, body) = served
+        .call(
+            Method::GET,
+            "/v1/people/E3/grants",
+            Some(READER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["grants"][0]["rules"], json!(["platform"]), "{body}");
+    assert_eq!(body["grants"][0]["target"]["resource"], "acme/platform-api");
+
+    // Events about people or apps Portcullis does not know get a clear answer.
+    let stranger = json!({ "events": [{ "id": "wd-1002", "type": "terminate", "person": "E404", "effective": today() }] }).to_string();
+    let (status, body) = served.hr(&stranger, signed(&stranger)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("person E404 is not in the directory"),
+        "{body}"
+    );
+    let unknown_app = json!({ "events": [{ "id": "wd-1003", "type": "transfer", "person": "E3", "effective": today(),
+        "accounts": { "jira-nowhere": "octo" } }] }).to_string();
+    let (status, body) = served.hr(&unknown_app, signed(&unknown_app)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("app `jira-nowhere` is not configured"),
+        "{body}"
+    );
+
+    // A leaver.
+    let leave = json!({ "events": [{ "id": "wd-1004", "type": "terminate", "person": "E3", "effective": today() }] }).to_string();
+    let (status, body) = served.hr(&leave, signed(&leave)).await;
+    assert_eq!(status, 202, "{body}");
+    let job = served
+        .finished(body["job"]["id"].as_str().expect("job id"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(sim.collaborator_role("acme/platform-api", "octocat"), None);
+
+    // Jobs show the scheduler's reconcile with its last and next run.
+    let (_, body) = served
+        .call(Method::GET, "/v1/jobs", Some(READER_TOKEN), None)
+        .await;
+    let reconcile = body["scheduled"]
+        .as_array()
+        .and_then(|s| s.iter().find(|j| j["name"] == "reconcile"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(reconcile["every_s"], 3600);
+    assert_eq!(
+        reconcile["last_outcome"], "verified",
+        "E1 granted at start: {reconcile}"
+    );
+    assert_eq!(
+        sim.collaborator_role("acme/platform-api", "hubot")
+            .as_deref(),
+        Some("maintain")
+    );
+    assert!(!reconcile["next_run"].is_null(), "{reconcile}");
+
+    // SIGTERM: the service stops cleanly and lets go of the state.
+    let pid = served.child.id().expect("pid");
+    let mut child = served.child;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops within 30 s")
+        .expect("exit status");
+    assert_eq!(status.code(), Some(0));
+    let plan = tokio::process::Command::new(BIN)
+        .args(["apply"])
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .await
+        .expect("the binary runs");
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+
+    // The audit trail names every caller, refusals included, and holds no token.
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect();
+    let api = |caller: &str, status: u64| {
+        records
+            .iter()
+            .any(|r| r["event"] == "api-call" && r["caller"] == caller && r["status"] == status)
+    };
+    assert!(api("anonymous", 401));
+    assert!(api("auditor", 403));
+    assert!(api("workday", 202));
+    assert!(api("workday", 401), "a bad signature is audited");
+    assert!(records.iter().any(|r| r["event"] == "hr-event-received"
+        && r["event_id"] == "wd-1001"
+        && r["replay"] == true));
+    for secret in [
+        OPS_TOKEN,
+        READER_TOKEN,
+        HR_TOKEN,
+        HR_SECRET,
+        GITHUB_DEMO_TOKEN,
+    ] {
+        assert!(!audit.contains(secret), "a secret reached the audit trail");
+    }
+}
