@@ -34,7 +34,7 @@ const PEOPLE: &str = r#"{ "people": [
     "accounts": { "github-acme": "hubot" } }
 ] }"#;
 
-fn write_files(dir: &Path, sim: &GithubSimulator) {
+fn write_files(dir: &Path, sim: &GithubSimulator, policy: &str, schedule: &str) {
     for (file, value) in [
         ("github.token", GITHUB_DEMO_TOKEN),
         ("ops.token", OPS_TOKEN),
@@ -44,7 +44,7 @@ fn write_files(dir: &Path, sim: &GithubSimulator) {
     ] {
         std::fs::write(dir.join(file), format!("{value}\n")).expect("secret file");
     }
-    std::fs::write(dir.join("policy.toml"), POLICY).expect("policy");
+    std::fs::write(dir.join("policy.toml"), policy).expect("policy");
     std::fs::write(dir.join("people.json"), PEOPLE).expect("people");
     std::fs::write(
         dir.join("portcullis.toml"),
@@ -76,10 +76,7 @@ secret = "file:hr.token"
 [server.hr_webhook]
 secret = "file:hr.secret"
 [server.schedule]
-# Reconcile runs at start, then hourly: the HR-event jobs below are what applies changes.
-reconcile_every_s = 3600
-drift_every_s = 0
-dormant_every_s = 0
+{schedule}
 
 [apps.github-acme]
 plugin = "github"
@@ -232,7 +229,13 @@ async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_au
     sim.set_collaborator("acme/platform-api", "hubot", "read");
     sim.set_collaborator("acme/platform-api", "octocat", "read");
     let dir = tempfile::tempdir().expect("tempdir");
-    write_files(dir.path(), &sim);
+    // Reconcile runs at start, then hourly: the HR-event jobs are what applies changes.
+    write_files(
+        dir.path(),
+        &sim,
+        POLICY,
+        "reconcile_every_s = 3600\ndrift_every_s = 0\ndormant_every_s = 0",
+    );
     let served = Served::start(dir.path()).await;
     use reqwest::Method;
 
@@ -469,4 +472,177 @@ async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_au
     ] {
         assert!(!audit.contains(secret), "a secret reached the audit trail");
     }
+}
+
+const JIT_POLICY: &str = r#"
+[[rule]]
+name = "on-call"
+when = 'person.department == "Platform"'
+
+[[rule.grant]]
+app = "github-acme"
+kind = "repository"
+resource = "acme/platform-infra"
+level = "admin"
+for = "3s"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_bound_grant_is_revoked_at_its_end_not_at_the_next_cron_run() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-infra", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(
+        dir.path(),
+        &sim,
+        JIT_POLICY,
+        "reconcile_every_s = 1\ndrift_every_s = 0\ndormant_every_s = 0",
+    );
+    let served = Served::start(dir.path()).await;
+    served.first_reconcile().await;
+    assert_eq!(
+        sim.collaborator_role("acme/platform-infra", "hubot")
+            .as_deref(),
+        Some("admin"),
+        "granted at start"
+    );
+    let (_, body) = served
+        .call(
+            reqwest::Method::GET,
+            "/v1/people/E1/grants",
+            Some(READER_TOKEN),
+            None,
+        )
+        .await;
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(body["grants"][0]["expires_at"].clone())
+            .unwrap_or_else(|e| panic!("a time-bound grant has its end ({e}): {body}"));
+    let mut revoked_at = None;
+    for _ in 0..600 {
+        if sim
+            .collaborator_role("acme/platform-infra", "hubot")
+            .is_none()
+        {
+            revoked_at = Some(chrono::Utc::now());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let revoked_at = revoked_at.expect("revoked within 30 s of the start");
+    let late = revoked_at - expires;
+    eprintln!("revoked {} ms after its end", late.num_milliseconds());
+    assert!(
+        late >= chrono::Duration::zero(),
+        "never before its end: {late}"
+    );
+    // Expired access is held, not granted again by the next reconcile.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sim.collaborator_role("acme/platform-infra", "hubot"), None);
+    let (_, body) = served
+        .call(
+            reqwest::Method::GET,
+            "/v1/people/E1/grants",
+            Some(READER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(body["grants"], json!([]), "{body}");
+    assert_eq!(body["holds"][0]["reason"], "expired", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_josh_through_a_signed_hire_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["--json", "demo", "--serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env_remove("PORTCULLIS_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // `--json` output is one pretty-printed document: read until it parses.
+    let started: Value = tokio::time::timeout(Duration::from_secs(180), async {
+        let mut text = String::new();
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("stdout")
+                .expect("more output");
+            text.push_str(&line);
+            if let Ok(value) = serde_json::from_str(&text) {
+                break value;
+            }
+        }
+    })
+    .await
+    .expect("listening within 180 s");
+    let url = started["listening"].as_str().expect("url").to_owned();
+    let demo_dir = std::path::PathBuf::from(started["dir"].as_str().expect("dir"));
+    let hire = std::fs::read_to_string(demo_dir.join("josh-hire.json")).expect("hire event");
+    let read = |name: &str| std::fs::read_to_string(demo_dir.join(name)).expect(name);
+    let (token, hr_token, secret) = (read("demo.token"), read("hr.token"), read("hr.secret"));
+    let secret = secret.as_str();
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{url}/v1/hr-events"))
+        .bearer_auth(&hr_token)
+        .header(
+            "X-Portcullis-Signature",
+            sign(secret, chrono::Utc::now().timestamp(), hire.as_bytes()),
+        )
+        .body(hire.clone())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 202);
+    let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+    let job_url = body["url"].as_str().expect("job url").to_owned();
+    let mut job = Value::Null;
+    for _ in 0..1200 {
+        let response = http
+            .get(&job_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answered");
+        job = serde_json::from_slice::<Value>(&response.bytes().await.expect("body"))
+            .expect("json")["job"]
+            .clone();
+        if !job["finished_at"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // GitHub invitations wait for Josh; nothing alerted. (The scheduler's first reconcile
+    // may have carried out part of the hire already: both run the same plan.)
+    assert_eq!(job["status"], "pending", "{job}");
+    assert_eq!(job["detail"]["alerted"], 0, "{job}");
+    let response = http
+        .get(format!("{url}/v1/people/E1001/grants"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered");
+    let held: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+    let grants = held["grants"].as_array().expect("grants");
+    let count = |status: &str| grants.iter().filter(|g| g["status"] == status).count();
+    // Josh's 22 grants without AWS: 8 GitHub invitations, the rest verified.
+    assert_eq!((count("active"), count("pending")), (14, 8));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().expect("pid").to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops within 30 s")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    assert!(!demo_dir.exists(), "the demo's directory is deleted");
 }

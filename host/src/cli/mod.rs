@@ -164,8 +164,16 @@ pub enum Command {
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Josh's joiner-to-leaver lifecycle from a policy, on built-in simulators with SQLite
-    /// state: plan, apply, re-check, drift, the blast-radius guard.
-    Demo,
+    /// state: plan, apply, re-check, drift, the blast-radius guard. With --serve, the
+    /// simulators and `portcullis serve` keep running with a demo token, until Ctrl-C.
+    Demo {
+        /// Start the service on the simulators instead of running the scripted lifecycle.
+        #[arg(long)]
+        serve: bool,
+        /// With --serve: the address to listen on (default 127.0.0.1:8740).
+        #[arg(long, requires = "serve")]
+        listen: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -238,7 +246,11 @@ pub enum PluginCommand {
 pub async fn run(cli: Cli) -> Exit {
     let json = cli.json;
     match cli.command {
-        Command::Demo => demo::run(json).await,
+        Command::Demo { serve: false, .. } => demo::run(json).await,
+        Command::Demo {
+            serve: true,
+            listen,
+        } => demo::serve::run(listen, json).await,
         Command::Plugin(PluginCommand::Inspect { file, app }) => {
             inspect::run(&cli.config, &file, app.as_deref(), json)
         }

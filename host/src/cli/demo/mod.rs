@@ -13,6 +13,7 @@
 mod by_hand;
 mod joiner;
 mod leaver;
+pub(super) mod serve;
 mod steps;
 mod world;
 

@@ -29,10 +29,10 @@ use portcullis_simulators::{
 };
 
 /// The example policy without its AWS grants (see the file's header).
-const POLICY: &str = include_str!("policy.toml");
+pub(super) const POLICY: &str = include_str!("policy.toml");
 const POLICY_ORIGIN: &str = "host/src/cli/demo/policy.toml";
 /// Josh's hire (2026-12-01), transfer (2027-03-01) and termination (2027-06-30).
-const HR_EVENTS: &str = include_str!("../../../../examples/josh/hr-events.json");
+pub(super) const HR_EVENTS: &str = include_str!("../../../../examples/josh/hr-events.json");
 const HR_EVENTS_ORIGIN: &str = "examples/josh/hr-events.json";
 
 /// Josh's employee id and his accounts, as his hire event (HR-4711) names them.
@@ -125,32 +125,7 @@ impl World {
         let (github, jira, slack, gdrive) = start_simulators()
             .await
             .map_err(|e| format!("cannot start a simulator: {e}"))?;
-        let config = config(&[
-            (
-                "github",
-                "github",
-                github.base_url(),
-                &[("token", GITHUB_DEMO_TOKEN)],
-            ),
-            (
-                "jira",
-                "jira",
-                jira.base_url(),
-                &[("email", JIRA_DEMO_EMAIL), ("api-token", JIRA_DEMO_TOKEN)],
-            ),
-            (
-                "slack",
-                "slack",
-                slack.base_url(),
-                &[("token", SLACK_DEMO_TOKEN)],
-            ),
-            (
-                "gdrive",
-                "gdrive",
-                gdrive.base_url(),
-                &[("token", GDRIVE_DEMO_TOKEN)],
-            ),
-        ])?;
+        let config = demo_config(&github, &jira, &slack, &gdrive)?;
         let audit = MemorySink::new();
         let host = Host::builder(config)
             .audit(Arc::new(audit.clone()))
@@ -272,7 +247,7 @@ impl World {
     }
 }
 
-async fn start_simulators() -> std::io::Result<(
+pub(super) async fn start_simulators() -> std::io::Result<(
     GithubSimulator,
     JiraSimulator,
     SlackSimulator,
@@ -303,6 +278,41 @@ async fn start_simulators() -> std::io::Result<(
         gdrive.add_file(id, name);
     }
     Ok((github, jira, slack, gdrive))
+}
+
+/// The demo's four apps: the bundled plugins pointed at the running simulators.
+pub(super) fn demo_config(
+    github: &GithubSimulator,
+    jira: &JiraSimulator,
+    slack: &SlackSimulator,
+    gdrive: &DriveSimulator,
+) -> Result<Config, String> {
+    config(&[
+        (
+            "github",
+            "github",
+            github.base_url(),
+            &[("token", GITHUB_DEMO_TOKEN)],
+        ),
+        (
+            "jira",
+            "jira",
+            jira.base_url(),
+            &[("email", JIRA_DEMO_EMAIL), ("api-token", JIRA_DEMO_TOKEN)],
+        ),
+        (
+            "slack",
+            "slack",
+            slack.base_url(),
+            &[("token", SLACK_DEMO_TOKEN)],
+        ),
+        (
+            "gdrive",
+            "gdrive",
+            gdrive.base_url(),
+            &[("token", GDRIVE_DEMO_TOKEN)],
+        ),
+    ])
 }
 
 /// The bundled plugins pointed at the simulators, with loopback explicitly allowed (it
