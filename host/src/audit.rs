@@ -134,6 +134,26 @@ pub enum AuditEvent {
         /// Already stored by an earlier delivery: accepted once, ignored now.
         replay: bool,
     },
+    /// A new plugin version took over an app (`portcullis serve` reload). Calls that had
+    /// started finish on the old version. `call_id` is `reload-N`.
+    PluginSwapped {
+        origin: String,
+        from_sha256: String,
+        to_sha256: String,
+        imports_added: Vec<String>,
+        imports_removed: Vec<String>,
+        kinds_added: Vec<String>,
+        kinds_removed: Vec<String>,
+        requested_by: String,
+    },
+    /// A new plugin file was refused; the old version keeps serving.
+    PluginSwapRefused {
+        origin: String,
+        from_sha256: String,
+        to_sha256: String,
+        reason: String,
+        requested_by: String,
+    },
     /// A plugin's `describe` broke a rule of the contract; none of its other exports run.
     PluginRefused {
         origin: String,

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+
 use crate::app::App;
 use crate::audit::AuditSink;
 use crate::bindings::guest;
@@ -50,10 +52,32 @@ pub enum HostError {
     },
 }
 
+/// A new plugin version for an app, compiled and described, not yet serving.
+pub struct Candidate {
+    app: Arc<App>,
+    /// Its `describe`, checked against the contract.
+    pub info: ConnectorInfo,
+    replaces: Arc<App>,
+}
+
+impl Candidate {
+    pub fn plugin(&self) -> &Plugin {
+        &self.app.plugin
+    }
+
+    /// The version it replaces.
+    pub fn current(&self) -> &App {
+        &self.replaces
+    }
+}
+
 pub struct Host {
     runtime: Runtime,
     audit: Arc<dyn AuditSink>,
-    apps: BTreeMap<String, Arc<App>>,
+    cache: Option<CompileCache>,
+    /// Each app's current version. A call takes the `Arc` once and finishes on that
+    /// version even if a new plugin takes over meanwhile ([`Host::install`]).
+    apps: BTreeMap<String, RwLock<Arc<App>>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -159,11 +183,12 @@ impl HostBuilder {
                 plugin,
                 self.egress.get(name),
             )?;
-            apps.insert(name.clone(), Arc::new(app));
+            apps.insert(name.clone(), RwLock::new(Arc::new(app)));
         }
         Ok(Host {
             runtime,
             audit,
+            cache,
             apps,
         })
     }
@@ -244,19 +269,21 @@ impl Host {
         &self.audit
     }
 
-    pub fn app(&self, name: &str) -> Option<&Arc<App>> {
-        self.apps.get(name)
+    /// The app's current version.
+    pub fn app(&self, name: &str) -> Option<Arc<App>> {
+        self.apps.get(name).map(|slot| Arc::clone(&slot.read()))
     }
 
-    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
-        self.apps.values()
+    /// Every app's current version, by name.
+    pub fn apps(&self) -> impl Iterator<Item = Arc<App>> + '_ {
+        self.apps.values().map(|slot| Arc::clone(&slot.read()))
     }
 
     /// Loads `app`'s secrets now (they are otherwise read at its first call), so a
     /// command on one app can report a missing one as bad input before anything runs.
     /// An unknown app is not this check's business: its call is refused, naming it.
     pub fn secrets_ready(&self, app: &str) -> Result<(), crate::secrets::SecretProblem> {
-        match self.apps.get(app) {
+        match self.app(app) {
             Some(app) => app.secrets.load().map(drop),
             None => Ok(()),
         }
@@ -269,8 +296,8 @@ impl Host {
         ))
     }
 
-    fn app_or_refuse<T>(&self, name: &str) -> Result<&Arc<App>, Call<T>> {
-        self.apps.get(name).ok_or_else(|| Call {
+    fn app_or_refuse<T>(&self, name: &str) -> Result<Arc<App>, Call<T>> {
+        self.app(name).ok_or_else(|| Call {
             result: Err(self.unknown_app(name)),
             report: CallReport::default(),
         })
@@ -283,28 +310,27 @@ impl Host {
         T: Send,
         F: for<'a> FnOnce(&'a guest::Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
     {
-        if self.apps.contains_key(app)
-            && let Err(error) = self.connector_info(app).await
-        {
+        // One version for the whole call: the check and the export run on the same one.
+        let app = match self.app_or_refuse(app) {
+            Ok(app) => app,
+            Err(refused) => return refused,
+        };
+        if let Err(error) = self.info_of(&app).await {
             return Call {
                 result: Err(error),
                 report: CallReport::default(),
             };
         }
-        self.run_export(app, operation, call).await
+        self.run_on(&app, operation, call).await
     }
 
-    /// Runs one export without the contract check: `describe` itself, which the check
-    /// needs.
-    async fn run_export<T, F>(&self, app: &str, operation: Operation, call: F) -> Call<T>
+    /// Runs one export of `app`'s version without the contract check: `describe` itself,
+    /// which the check needs.
+    async fn run_on<T, F>(&self, app: &Arc<App>, operation: Operation, call: F) -> Call<T>
     where
         T: Send,
         F: for<'a> FnOnce(&'a guest::Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
     {
-        let app = match self.app_or_refuse(app) {
-            Ok(app) => app,
-            Err(refused) => return refused,
-        };
         sandbox::run(
             &self.runtime,
             &self.audit,
@@ -316,7 +342,14 @@ impl Host {
     }
 
     pub async fn describe(&self, app: &str) -> Call<ConnectorInfo> {
-        self.run_export(app, Operation::simple("describe"), |guest, store| {
+        match self.app_or_refuse(app) {
+            Ok(app) => self.describe_on(&app).await,
+            Err(refused) => refused,
+        }
+    }
+
+    async fn describe_on(&self, app: &Arc<App>) -> Call<ConnectorInfo> {
+        self.run_on(app, Operation::simple("describe"), |guest, store| {
             Box::pin(async move { Ok(Ok(guest.call_describe(store).await?.into())) })
         })
         .await
@@ -473,7 +506,7 @@ impl Host {
     /// [`MAX_LISTED_GRANTS`], or when a page fails.
     pub async fn list_all_grants(&self, app: &str, query: &GrantQuery) -> GrantListing {
         let mut listing = GrantListing::default();
-        let Some(app_ref) = self.apps.get(app) else {
+        let Some(app_ref) = self.app(app) else {
             listing.stopped = Some(ListingStop::Failed {
                 page: 1,
                 error: self.unknown_app(app),
@@ -542,13 +575,19 @@ impl Host {
     /// ([`crate::contract`]) and cached per app after the first success. Every other export
     /// waits for it, so a plugin whose description breaks a rule never runs anything else.
     pub async fn connector_info(&self, app: &str) -> Result<ConnectorInfo, CallError> {
-        let Some(app_ref) = self.apps.get(app) else {
+        let Some(app_ref) = self.app(app) else {
             return Err(self.unknown_app(app));
         };
+        self.info_of(&app_ref).await
+    }
+
+    /// [`Host::connector_info`] of one version of an app.
+    async fn info_of(&self, app_ref: &Arc<App>) -> Result<ConnectorInfo, CallError> {
+        let app = app_ref.name.as_str();
         app_ref
             .info
             .get_or_try_init(|| async {
-                let info = self.describe(app).await.result?;
+                let info = self.describe_on(app_ref).await.result?;
                 if let Err(violation) = crate::contract::validate(&app_ref.plugin.origin, &info) {
                     let reason = violation.to_string();
                     let refused = crate::audit::AuditRecord {
@@ -571,6 +610,64 @@ impl Host {
             })
             .await
             .cloned()
+    }
+
+    /// Compiles a plugin file with this host's runtime and compile cache, off the async
+    /// threads (compiling takes seconds; calls in flight keep running meanwhile).
+    pub async fn compile_plugin_file(&self, path: &Path) -> Result<Plugin, PluginError> {
+        let (runtime, cache, path) = (self.runtime.clone(), self.cache.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || Plugin::from_file(&runtime, cache.as_ref(), &path))
+            .await
+            .unwrap_or_else(|join| {
+                Err(PluginError::Invalid {
+                    origin: "plugin compilation".into(),
+                    message: format!("the compiling task failed: {join}"),
+                })
+            })
+    }
+
+    /// Makes `plugin` a candidate for `app`: the same secrets, egress, limits and rate
+    /// limiter as the serving version, and its `describe` checked against the contract.
+    /// Nothing changes for callers until [`Host::install`].
+    pub async fn prepare_swap(&self, app: &str, plugin: Plugin) -> Result<Candidate, CallError> {
+        let Some(current) = self.app(app) else {
+            return Err(self.unknown_app(app));
+        };
+        let next = Arc::new(App {
+            name: current.name.clone(),
+            base_url: current.base_url.clone(),
+            settings: current.settings.clone(),
+            secrets: Arc::clone(&current.secrets),
+            network: current.network,
+            limits: current.limits.clone(),
+            plugin: Arc::new(plugin),
+            egress: Arc::clone(&current.egress),
+            limiter: Arc::clone(&current.limiter),
+            info: tokio::sync::OnceCell::new(),
+        });
+        let info = self.info_of(&next).await?;
+        Ok(Candidate {
+            app: next,
+            info,
+            replaces: current,
+        })
+    }
+
+    /// Makes a candidate the version new calls get; calls already running finish on the
+    /// version they started with. Refused (returning the candidate's reason) when another
+    /// swap of the same app happened since [`Host::prepare_swap`].
+    pub fn install(&self, candidate: Candidate) -> Result<Arc<App>, String> {
+        let Some(slot) = self.apps.get(&candidate.app.name) else {
+            return Err(format!("app {} is not configured", candidate.app.name));
+        };
+        let mut current = slot.write();
+        if !Arc::ptr_eq(&current, &candidate.replaces) {
+            return Err(format!(
+                "app {} changed version while the new plugin was checked; reload again",
+                candidate.app.name
+            ));
+        }
+        Ok(std::mem::replace(&mut *current, candidate.app))
     }
 
     /// Grants, then reads back, and judges the result (see [`crate::readback`]).
@@ -643,10 +740,10 @@ impl Host {
         action: &Action,
         iterations: usize,
     ) -> Result<Vec<std::time::Duration>, CallError> {
-        let Some(app) = self.apps.get(app) else {
+        let Some(app) = self.app(app) else {
             return Err(self.unknown_app(app));
         };
-        sandbox::time_reused_instance(&self.runtime, &self.audit, app, action, iterations).await
+        sandbox::time_reused_instance(&self.runtime, &self.audit, &app, action, iterations).await
     }
 
     /// For the benchmark only: creates one fresh sandbox for `app` exactly as every call
@@ -654,10 +751,10 @@ impl Host {
     /// adds to every write and read-back.
     #[doc(hidden)]
     pub async fn bench_empty_sandbox(&self, app: &str) -> Result<(), CallError> {
-        let Some(app) = self.apps.get(app) else {
+        let Some(app) = self.app(app) else {
             return Err(self.unknown_app(app));
         };
-        sandbox::instantiate_and_drop(&self.runtime, &self.audit, app).await
+        sandbox::instantiate_and_drop(&self.runtime, &self.audit, &app).await
     }
 }
 

@@ -41,7 +41,7 @@ pub mod state;
 pub mod untrusted;
 
 pub use config::Config;
-pub use host::{GrantListing, Host, HostBuilder, HostError, ListingStop};
+pub use host::{Candidate, GrantListing, Host, HostBuilder, HostError, ListingStop};
 pub use readback::{Checked, Verdict};
 pub use runtime::Runtime;
 pub use sandbox::{Call, CallError, CallReport, LimitExceeded};

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis::service::hr::sign;
@@ -645,4 +646,165 @@ async fn the_demo_serves_josh_through_a_signed_hire_event() {
         .expect("status");
     assert_eq!(status.code(), Some(0));
     assert!(!demo_dir.exists(), "the demo's directory is deleted");
+}
+
+/// `bytes` with a custom section appended: a new file, sha256 and version of the same
+/// component, as a vendor's rebuild would be.
+fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"portcullis-test-build";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    assert!(payload.len() < 128, "one-byte LEB128 size");
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push(payload.len() as u8);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file_changes_nothing() {
+    let sim = github_demo().await.expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(
+        dir.path(),
+        &sim,
+        POLICY,
+        "reconcile_every_s = 3600\ndrift_every_s = 0\ndormant_every_s = 0",
+    );
+    let original = portcullis::bundled_plugin("github").expect("bundled github");
+    std::fs::write(dir.path().join("github.wasm"), original).expect("plugin file");
+    let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        config.replace("plugin = \"github\"", "plugin = \"github.wasm\""),
+    )
+    .expect("config");
+    let served = Arc::new(Served::start(dir.path()).await);
+    served.first_reconcile().await;
+    let sha = |served: Arc<Served>| async move {
+        let (status, body) = served
+            .call(
+                reqwest::Method::GET,
+                "/v1/plugins/github-acme",
+                Some(READER_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["sha256"].as_str().expect("sha256").to_owned()
+    };
+    assert_eq!(sha(Arc::clone(&served)).await, sha256_hex(original));
+
+    // Fifty callers keep calling the app while its plugin file is replaced and reloaded.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (served, stop) = (Arc::clone(&served), Arc::clone(&stop));
+        callers.spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || ok == 0 {
+                let (status, body) = served
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/apps/github-acme/check",
+                        Some(READER_TOKEN),
+                        None,
+                    )
+                    .await;
+                if status == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(format!("{status} {body}"));
+                }
+            }
+            (ok, failed)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = rebuilt(original, "2");
+    std::fs::write(dir.path().join("github.wasm"), &next).expect("new plugin file");
+    let (status, body) = served
+        .call(
+            reqwest::Method::POST,
+            "/v1/plugins/reload",
+            Some(OPS_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The file watcher may have swapped it first; either way the new version serves.
+    let outcome = &body["plugins"][0];
+    assert!(
+        outcome["outcome"] == "swapped" || outcome["outcome"] == "unchanged",
+        "{body}"
+    );
+    assert_eq!(sha(Arc::clone(&served)).await, sha256_hex(&next));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut calls, mut failures) = (0, Vec::new());
+    while let Some(joined) = callers.join_next().await {
+        let (ok, failed) = joined.expect("caller");
+        calls += ok;
+        failures.extend(failed);
+    }
+    eprintln!("{calls} calls during the swap, {} failed", failures.len());
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(calls >= 50);
+
+    // A broken file is refused with the reason; the version before keeps serving.
+    std::fs::write(dir.path().join("github.wasm"), b"not a component").expect("bad file");
+    let (status, body) = served
+        .call(
+            reqwest::Method::POST,
+            "/v1/plugins/reload",
+            Some(OPS_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let outcome = &body["plugins"][0];
+    // The watcher may have refused it first (then this reload refuses it again).
+    assert_eq!(outcome["outcome"], "refused", "{body}");
+    assert!(
+        outcome["reason"].as_str().unwrap_or("").contains("not"),
+        "{body}"
+    );
+    assert_eq!(sha(Arc::clone(&served)).await, sha256_hex(&next));
+    let (status, _) = served
+        .call(
+            reqwest::Method::POST,
+            "/v1/apps/github-acme/check",
+            Some(READER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Only an operator reloads.
+    let (status, _) = served
+        .call(
+            reqwest::Method::POST,
+            "/v1/plugins/reload",
+            Some(READER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
+    let swapped: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["event"] == "plugin-swapped")
+        .collect();
+    assert_eq!(swapped.len(), 1, "one swap: {swapped:?}");
+    assert_eq!(swapped[0]["from_sha256"], sha256_hex(original));
+    assert_eq!(swapped[0]["to_sha256"], sha256_hex(&next));
+    assert!(audit.contains("\"event\":\"plugin-swap-refused\""));
 }

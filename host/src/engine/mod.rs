@@ -330,7 +330,7 @@ async fn execute(
         http: Vec::new(),
         duration_ms: 0.0,
     };
-    let Some(app) = host.app(&spec.app).cloned() else {
+    let Some(app) = host.app(&spec.app) else {
         report.outcome = ActionOutcome::Alerted {
             reason: format!("no app named `{}`", spec.app),
         };

@@ -91,7 +91,9 @@ pub(super) fn router(service: Shared) -> Router {
     let approver = Router::new()
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny));
-    let operator = Router::new().route("/v1/apply", post(apply));
+    let operator = Router::new()
+        .route("/v1/apply", post(apply))
+        .route("/v1/plugins/reload", post(reload_plugins));
     let hr = Router::new().route("/v1/hr-events", post(hr_events));
     Router::new()
         .merge(group(Role::Reader, reader))
@@ -448,6 +450,15 @@ async fn plugin(State(service): State<Shared>, Path(app): Path<String>) -> ApiRe
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no app {app}")))
 }
 
+/// Checks every plugin file and swaps in those that changed (see [`super::reload`]).
+async fn reload_plugins(
+    State(service): State<Shared>,
+    who: Option<axum::Extension<Caller>>,
+) -> ApiResult {
+    let outcomes = super::reload::reload(&service, &caller(who).name).await;
+    Ok(axum::Json(json!({ "plugins": outcomes })))
+}
+
 // ---- HR events ----
 
 async fn hr_events(
@@ -608,6 +619,7 @@ pub(super) fn openapi_document(url: &str) -> Value {
             "/v1/apps/{app}/describe": { "get": with(op("The connector's entitlement kinds and levels", "reader"), "parameters", param("app")) },
             "/v1/apps/{app}/check": { "post": with(op("Prove the app's credentials work", "reader"), "parameters", param("app")) },
             "/v1/plugins": { "get": op("Loaded plugins: sha256, imports, exports and what each may reach", "reader") },
+            "/v1/plugins/reload": { "post": op("Check every plugin file; a changed one is compiled, checked against the contract, the state's grants and the policy, then takes over (calls already running finish on the old version). A refused one leaves the old version serving, with the reason", "operator") },
             "/v1/plugins/{app}": { "get": with(op("One app's plugin", "reader"), "parameters", param("app")) },
             "/v1/jobs": { "get": op("Jobs, newest first, and the scheduled jobs with last and next run", "reader") },
             "/v1/jobs/{id}": { "get": with(op("One job", "reader"), "parameters", param("id")) },

@@ -19,6 +19,7 @@ mod api;
 mod auth;
 pub mod hr;
 mod jobs;
+mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use tokio::task::JoinSet;
 
 pub use auth::Caller;
 pub use jobs::{Job, JobStatus, Scheduled};
+pub use reload::Reloaded;
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::ops::Workspace;
@@ -62,6 +64,8 @@ pub struct Service {
     url: String,
     started: std::time::Instant,
     calls: std::sync::atomic::AtomicU64,
+    /// Reloads take turns (see [`reload`]).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Service {
@@ -160,9 +164,11 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         url,
         started: std::time::Instant::now(),
         calls: std::sync::atomic::AtomicU64::new(0),
+        reloading: tokio::sync::Mutex::new(()),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(jobs::scheduler(Arc::clone(&service), stop_rx));
+    let scheduler = tokio::spawn(jobs::scheduler(Arc::clone(&service), stop_rx.clone()));
+    let watcher = tokio::spawn(reload::watch(Arc::clone(&service), stop_rx));
     (options.on_listening)(bound);
     let app = api::router(Arc::clone(&service));
     let served = axum::serve(listener, app)
@@ -173,6 +179,7 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         })
         .await;
     let _ = scheduler.await;
+    let _ = watcher.await;
     // Jobs already running finish; their actions end recorded.
     let mut tasks = std::mem::take(&mut *service.tasks.lock());
     while tasks.join_next().await.is_some() {}
