@@ -123,6 +123,15 @@ pub enum AuditEvent {
         summary: String,
         detail: serde_json::Value,
     },
+    /// An alert reached one of `[[server.alerts]]` (`delivered`), or did not after every
+    /// attempt (`error` says why). `call_id` is the job's id.
+    AlertDelivery {
+        sink: String,
+        delivered: bool,
+        attempts: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// An HR event delivered to the service and stored (or recognised as a replay).
     HrEventReceived {
         event_id: String,

@@ -17,7 +17,9 @@ use crate::ratelimit::RateLimitConfig;
 use crate::secrets::SecretSource;
 
 mod server;
-pub use server::{HrWebhookConfig, Role, ScheduleConfig, ServerConfig, TokenConfig};
+pub use server::{
+    AlertFormat, AlertSinkConfig, HrWebhookConfig, Role, ScheduleConfig, ServerConfig, TokenConfig,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -808,3 +808,87 @@ async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file
     assert_eq!(swapped[0]["to_sha256"], sha256_hex(&next));
     assert!(audit.contains("\"event\":\"plugin-swap-refused\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_is_alerted_to_the_webhook_with_retries_and_audited() {
+    use axum::http::StatusCode;
+    // A Slack-like receiver on loopback that fails the first delivery.
+    let received: Arc<parking_lot::Mutex<Vec<Value>>> = Arc::default();
+    let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let app = {
+        let (received, hits) = (Arc::clone(&received), Arc::clone(&hits));
+        axum::Router::new().route(
+            "/hooks/T000/B000/secret-part",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let (received, hits) = (Arc::clone(&received), Arc::clone(&hits));
+                async move {
+                    if hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    received
+                        .lock()
+                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!(
+        "http://{}/hooks/T000/B000/secret-part",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let sim = github_demo().await.expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("alert.url"), &hook).expect("url file");
+    write_files(
+        dir.path(),
+        &sim,
+        POLICY,
+        "reconcile_every_s = 3600\ndrift_every_s = 0\ndormant_every_s = 0\n\
+         [[server.alerts]]\nname = \"it-slack\"\nurl = \"file:alert.url\"\nformat = \"slack\"",
+    );
+    let served = Served::start(dir.path()).await;
+    served.first_reconcile().await;
+    // The policy breaks: the next apply fails before anything runs, and someone must know.
+    std::fs::write(dir.path().join("policy.toml"), "[[rule]]\nname = 1\n").expect("policy");
+    let (status, body) = served
+        .call(reqwest::Method::POST, "/v1/apply", Some(OPS_TOKEN), None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = served
+        .finished(body["job"]["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    for _ in 0..200 {
+        if !received.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = received.lock().clone();
+    assert_eq!(got.len(), 1, "delivered once, after one retry: {got:?}");
+    let text = got[0]["text"].as_str().expect("slack text");
+    assert!(
+        text.contains("apply job") && text.contains("failed"),
+        "{text}"
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
+    let delivery: Value = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["event"] == "alert-delivery")
+        .expect("the delivery is audited");
+    assert_eq!(delivery["delivered"], true);
+    assert_eq!(delivery["attempts"], 2);
+    assert!(audit.contains("\"event\":\"alert\""));
+    assert!(
+        !audit.contains("secret-part"),
+        "the webhook URL is a secret"
+    );
+}

@@ -19,6 +19,32 @@ pub struct ServerConfig {
     /// Verification of `POST /v1/hr-events`; without it the endpoint refuses everything.
     pub hr_webhook: Option<HrWebhookConfig>,
     pub schedule: ScheduleConfig,
+    /// Where alerts go besides the audit trail: jobs that failed or did not converge, runs
+    /// stopped by the blast-radius guard.
+    pub alerts: Vec<AlertSinkConfig>,
+}
+
+/// One alert destination: a webhook that takes JSON.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSinkConfig {
+    /// Named in the audit trail's delivery records.
+    pub name: String,
+    /// The webhook URL, from a secret source: an incoming-webhook URL is a credential.
+    pub url: SecretSource,
+    #[serde(default)]
+    pub format: AlertFormat,
+}
+
+/// The body an alert webhook receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertFormat {
+    /// `{"alert": SUMMARY, "job": {...}}`.
+    #[default]
+    Json,
+    /// `{"text": SUMMARY}`, as Slack incoming webhooks take it.
+    Slack,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +54,7 @@ impl Default for ServerConfig {
             tokens: Vec::new(),
             hr_webhook: None,
             schedule: ScheduleConfig::default(),
+            alerts: Vec::new(),
         }
     }
 }
@@ -131,6 +158,9 @@ impl ServerConfig {
         }
         if let Some(hook) = &mut self.hr_webhook {
             hook.secret.resolve_relative(base_dir);
+        }
+        for sink in &mut self.alerts {
+            sink.url.resolve_relative(base_dir);
         }
     }
 

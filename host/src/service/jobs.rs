@@ -349,6 +349,11 @@ pub(super) fn spawn_policy_job(
             j.detail = detail;
             j.finished_at = Some(Utc::now());
         });
+        if let Some(finished) = svc.jobs.get(&job)
+            && finished.status == JobStatus::Failed
+        {
+            svc.alert(&finished).await;
+        }
     });
     id
 }

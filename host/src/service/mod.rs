@@ -15,6 +15,7 @@
 //!   `finished_at` (interrupted), and the next plan, made from state, proposes what it
 //!   did not prove; connectors answer repeats idempotently.
 
+mod alerts;
 mod api;
 mod auth;
 pub mod hr;
@@ -66,6 +67,9 @@ pub struct Service {
     calls: std::sync::atomic::AtomicU64,
     /// Reloads take turns (see [`reload`]).
     reloading: tokio::sync::Mutex<()>,
+    alert_sinks: Vec<alerts::AlertSink>,
+    /// For alert webhooks only (connector traffic goes through each app's egress).
+    http: reqwest::Client,
 }
 
 impl Service {
@@ -104,10 +108,33 @@ impl Service {
             AuditEvent::Alert {
                 job: job.id.clone(),
                 kind: job.kind.clone(),
-                summary,
+                summary: summary.clone(),
                 detail: job.detail.clone(),
             },
         );
+        let job_json = serde_json::to_value(job).unwrap_or_default();
+        let job_json: serde_json::Value =
+            serde_json::from_str(&crate::redact::scrubbed(job_json.to_string()))
+                .unwrap_or_default();
+        for sink in &self.alert_sinks {
+            let (attempts, error) = alerts::deliver(&self.http, sink, &summary, &job_json).await;
+            if let Some(error) = &error {
+                tracing::error!(
+                    "alert for {} not delivered to {} after {attempts} attempts: {error}",
+                    job.id,
+                    sink.name
+                );
+            }
+            self.audit(
+                job.id.clone(),
+                AuditEvent::AlertDelivery {
+                    sink: sink.name.clone(),
+                    delivered: error.is_none(),
+                    attempts,
+                    error,
+                },
+            );
+        }
     }
 }
 
@@ -142,6 +169,12 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         }
         None => None,
     };
+    let alert_sinks = alerts::load_sinks(&server.alerts).map_err(ServeError::Config)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ServeError::Config(format!("cannot build the alert client: {e}")))?;
     let addr = options.listen.unwrap_or(server.listen.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -165,6 +198,8 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         started: std::time::Instant::now(),
         calls: std::sync::atomic::AtomicU64::new(0),
         reloading: tokio::sync::Mutex::new(()),
+        alert_sinks,
+        http,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(jobs::scheduler(Arc::clone(&service), stop_rx.clone()));
