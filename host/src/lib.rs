@@ -22,6 +22,7 @@ pub mod egress;
 pub mod engine;
 mod host;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod options;

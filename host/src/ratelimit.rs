@@ -186,6 +186,7 @@ impl AppLimiter {
             }
         }
         let waited = started.elapsed();
+        crate::metrics::rate_waited(&self.app, waited);
         self.acquired.fetch_add(1, Ordering::Relaxed);
         self.waited_ms.fetch_add(
             u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),

@@ -365,6 +365,13 @@ where
     if let Err(e) = state.record(finished) {
         tracing::error!(call_id, error = %e, "could not audit the end of a call");
     }
+    crate::metrics::call_finished(
+        &app.name,
+        operation.name,
+        &result,
+        started.elapsed(),
+        &report.http,
+    );
     Call { result, report }
 }
 

@@ -418,6 +418,37 @@ async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_au
     );
     assert!(!reconcile["next_run"].is_null(), "{reconcile}");
 
+    // Metrics: what happened, in the Prometheus text format that promtool accepts.
+    let (status, _) = served.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, 401);
+    let response = served
+        .http
+        .get(format!("{}/metrics", served.url))
+        .bearer_auth(READER_TOKEN)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let metrics = response.text().await.expect("text");
+    for wanted in [
+        "portcullis_connector_calls_total{app=\"github-acme\",export=\"grant\",outcome=\"ok\"}",
+        "portcullis_connector_call_duration_seconds_bucket{app=\"github-acme\",export=\"verify\"",
+        "portcullis_http_requests_total{app=\"github-acme\",status=\"200\"}",
+        "portcullis_action_verdicts_total{app=\"github-acme\",verdict=\"verified\"} 3",
+        "portcullis_jobs_unfinished 0",
+        "portcullis_scheduled_job_last_run_timestamp_seconds{job=\"reconcile\"}",
+        "portcullis_plugin_info{app=\"github-acme\",sha256=\"",
+    ] {
+        assert!(metrics.contains(wanted), "no {wanted} in\n{metrics}");
+    }
+    promtool_check(&metrics).await;
+
     // SIGTERM: the service stops cleanly and lets go of the state.
     let pid = served.child.id().expect("pid");
     let mut child = served.child;
@@ -890,5 +921,41 @@ async fn a_failed_job_is_alerted_to_the_webhook_with_retries_and_audited() {
     assert!(
         !audit.contains("secret-part"),
         "the webhook URL is a secret"
+    );
+}
+
+/// `promtool check metrics` (Debian's prometheus package) accepts the exposition. Outside
+/// CI a machine without promtool skips this check, saying so; under CI=true it fails.
+async fn promtool_check(metrics: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    let spawned = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let why = format!(
+                "promtool not found ({e}); install Debian's prometheus package (.ci/run does)"
+            );
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            eprintln!("skipping the promtool check: {why}");
+            return;
+        }
+    };
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(metrics.as_bytes()).await.expect("write");
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("promtool answers within 30 s")
+        .expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }

@@ -420,6 +420,7 @@ async fn execute(
     }) {
         tracing::error!(key, error = %e, "could not audit the end of an action");
     }
+    crate::metrics::action_finished(&spec.app, &report.outcome);
     progress.event(&spec.app, ProgressEvent::Finished(report.outcome.clone()));
     report
 }

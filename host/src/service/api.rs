@@ -87,7 +87,8 @@ pub(super) fn router(service: Shared) -> Router {
         .route("/v1/plugins", get(plugins))
         .route("/v1/plugins/{app}", get(plugin))
         .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{id}", get(job));
+        .route("/v1/jobs/{id}", get(job))
+        .route("/metrics", get(metrics));
     let approver = Router::new()
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny));
@@ -533,6 +534,85 @@ async fn hr_events(
     ))
 }
 
+// ---- metrics ----
+
+/// The Prometheus text format: what was recorded (calls, HTTP, rate-limit waits, verdicts)
+/// and gauges of this moment (queue depth, jobs, schedules, loaded plugins).
+async fn metrics(State(service): State<Shared>) -> Response {
+    let gauges = crate::metrics::Gauges::new();
+    let (jobs, scheduled) = service.jobs.list();
+    gauges.family(
+        "portcullis_jobs_unfinished",
+        "Jobs queued or running (the queue depth).",
+        &[],
+        &[(vec![], service.jobs.unfinished() as i64)],
+    );
+    let mut by_kind: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for job in &jobs {
+        let status = serde_json::to_value(job.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *by_kind.entry((job.kind.clone(), status)).or_default() += 1;
+    }
+    let samples: Vec<(Vec<&str>, i64)> = by_kind
+        .iter()
+        .map(|((kind, status), n)| (vec![kind.as_str(), status.as_str()], *n))
+        .collect();
+    gauges.family(
+        "portcullis_jobs",
+        "Jobs kept for /v1/jobs, by kind and status.",
+        &["kind", "status"],
+        &samples,
+    );
+    let last_runs: Vec<(Vec<&str>, i64)> = scheduled
+        .iter()
+        .map(|s| {
+            (
+                vec![s.name.as_str()],
+                s.last_run.map_or(0, |t| t.timestamp()),
+            )
+        })
+        .collect();
+    gauges.family(
+        "portcullis_scheduled_job_last_run_timestamp_seconds",
+        "When each scheduled job last ran (0: not yet).",
+        &["job"],
+        &last_runs,
+    );
+    let next_runs: Vec<(Vec<&str>, i64)> = scheduled
+        .iter()
+        .map(|s| {
+            (
+                vec![s.name.as_str()],
+                s.next_run.map_or(0, |t| t.timestamp()),
+            )
+        })
+        .collect();
+    gauges.family(
+        "portcullis_scheduled_job_next_run_timestamp_seconds",
+        "When each scheduled job runs next.",
+        &["job"],
+        &next_runs,
+    );
+    let apps: Vec<_> = service.workspace.host.apps().collect();
+    let plugins: Vec<(Vec<&str>, i64)> = apps
+        .iter()
+        .map(|a| (vec![a.name.as_str(), a.plugin.sha256.as_str()], 1))
+        .collect();
+    gauges.family(
+        "portcullis_plugin_info",
+        "The plugin version serving each app (1 per app, labelled with its sha256).",
+        &["app", "sha256"],
+        &plugins,
+    );
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::render(&gauges),
+    )
+        .into_response()
+}
+
 // ---- health ----
 
 async fn healthz(State(service): State<Shared>) -> axum::Json<Value> {
@@ -626,6 +706,8 @@ pub(super) fn openapi_document(url: &str) -> Value {
             "/v1/hr-events": { "post": with(op(
                 "Deliver HR events ({\"events\": [...]}, the HR events file format), signed in X-Portcullis-Signature: t=UNIX_SECONDS,v1=HEX(HMAC-SHA256(secret, \"t.body\")). Stored before the answer; 202 with the job that applies them, 200 for a replay, 401 for a bad or stale signature, 422 for unknown people or apps.",
                 "hr-source"), "parameters", json!([{ "name": "X-Portcullis-Signature", "in": "header", "required": true, "schema": { "type": "string" } }])) },
+            "/metrics": { "get": with(op("Prometheus metrics (text format): connector calls by app, export and outcome; call latency; HTTP requests by app and status; rate-limit waits; verdicts; queue depth; jobs; schedules; plugin versions", "reader"),
+                "responses", json!({ "200": { "description": "text/plain; version=0.0.4" }, "401": { "description": "No valid token" } })) },
             "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OK" } } } },
             "/healthz": { "get": { "summary": "The process answers", "responses": { "200": { "description": "OK" } } } },
             "/readyz": { "get": { "summary": "State reachable and every plugin loaded", "responses": {
