@@ -289,6 +289,30 @@ async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_au
         "{stderr}"
     );
 
+    // So is a one-off grant.
+    let cli = tokio::process::Command::new(BIN)
+        .args([
+            "grant",
+            "--app",
+            "github-acme",
+            "--subject",
+            "octocat",
+            "--kind",
+            "repository",
+            "--resource",
+            "acme/platform-api",
+            "--level",
+            "read",
+        ])
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .await
+        .expect("the binary runs");
+    assert_eq!(cli.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("`portcullis serve` at"));
+
     // A joiner, signed by the HR system.
     let hire = json!({ "events": [{
         "id": "wd-1001", "type": "hire", "person": "E3", "effective": today(),
@@ -958,4 +982,121 @@ async fn promtool_check(metrics: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+const SIX_REPOS: [&str; 6] = [
+    "acme/svc-a",
+    "acme/svc-b",
+    "acme/svc-c",
+    "acme/svc-d",
+    "acme/svc-e",
+    "acme/svc-f",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_finishes_what_started_and_a_restart_writes_nothing_twice() {
+    let sim = github_demo().await.expect("simulator");
+    let mut policy =
+        String::from("[[rule]]\nname = \"platform\"\nwhen = 'person.department == \"Platform\"'\n");
+    for repo in SIX_REPOS {
+        sim.add_repo(repo);
+        // The token's account administers the repository, as a real GitHub App would.
+        sim.set_collaborator(
+            repo,
+            portcullis_simulators::github::GITHUB_DEMO_BOT,
+            "admin",
+        );
+        sim.set_collaborator(repo, "hubot", "read");
+        policy.push_str(&format!(
+            "\n[[rule.grant]]\napp = \"github-acme\"\nkind = \"repository\"\nresource = \"{repo}\"\nlevel = \"maintain\"\n"
+        ));
+    }
+    // Slow answers, so the first reconcile is still running when SIGTERM arrives.
+    sim.faults().slow_responses(40, Duration::from_millis(250));
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(
+        dir.path(),
+        &sim,
+        &policy,
+        "reconcile_every_s = 3600\ndrift_every_s = 0\ndormant_every_s = 0",
+    );
+    let served = Served::start(dir.path()).await;
+    let writes = |sim: &GithubSimulator| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.contains("/collaborators/hubot"))
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..400 {
+        if !writes(&sim).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !writes(&sim).is_empty(),
+        "the run started writing: {:?}",
+        sim.requests()
+            .iter()
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect::<Vec<_>>()
+    );
+    let (_, body) = served
+        .call(reqwest::Method::GET, "/v1/jobs", Some(READER_TOKEN), None)
+        .await;
+    assert!(
+        body["scheduled"][0]["last_outcome"].is_null(),
+        "SIGTERM comes while the run is in flight: {body}"
+    );
+    let mut child = served.child;
+    let pid = child.id().expect("pid").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("stops within 60 s")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    // What had started finished and was recorded: the run ended, every grant is managed.
+    {
+        let store = portcullis::state::SqliteStore::open(&dir.path().join("state/portcullis.db"))
+            .expect("state");
+        use portcullis::state::StateStore as _;
+        let runs = store.runs().expect("runs");
+        assert!(runs.iter().all(|r| r.finished_at.is_some()), "{runs:?}");
+        assert_eq!(store.managed().expect("managed").len(), SIX_REPOS.len());
+    }
+    let before = writes(&sim);
+    // A restart plans from state: nothing is left to do, and nothing is written again.
+    let served = Served::start(dir.path()).await;
+    served.first_reconcile().await;
+    let (_, body) = served
+        .call(reqwest::Method::GET, "/v1/jobs", Some(READER_TOKEN), None)
+        .await;
+    assert_eq!(
+        body["scheduled"][0]["last_outcome"], "nothing to do",
+        "{body}"
+    );
+    assert_eq!(writes(&sim), before, "no write was repeated");
+    let mut per_repo = std::collections::BTreeMap::new();
+    for path in &before {
+        *per_repo.entry(path.clone()).or_insert(0) += 1;
+    }
+    assert!(
+        per_repo.values().all(|n| *n == 1),
+        "one write per grant: {per_repo:?}"
+    );
+    assert_eq!(per_repo.len(), SIX_REPOS.len());
+    for repo in SIX_REPOS {
+        assert_eq!(
+            sim.collaborator_role(repo, "hubot").as_deref(),
+            Some("maintain")
+        );
+    }
 }

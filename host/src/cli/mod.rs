@@ -310,6 +310,30 @@ pub async fn run(cli: Cli) -> Exit {
             {
                 return output::bad_input(&format!("{}: {problem}", cli.config.display()), json);
             }
+            // A one-off change takes the run lock too, so a running service (or run) that
+            // holds the state refuses it by name instead of racing it.
+            let one_off = match &command {
+                Command::Grant(_) => Some("`portcullis grant`"),
+                Command::Revoke(_) => Some("`portcullis revoke`"),
+                _ => None,
+            };
+            let _state_lock = match one_off {
+                Some(what) => {
+                    let held = Config::load(&cli.config)
+                        .map_err(|e| crate::ops::OpError::Input(e.to_string()))
+                        .and_then(|config| {
+                            crate::ops::hold_state_if_present(
+                                &config,
+                                &crate::ops::lock_holder(what),
+                            )
+                        });
+                    match held {
+                        Ok(lock) => lock,
+                        Err(e) => return lifecycle::failed(&e, json),
+                    }
+                }
+                None => None,
+            };
             match command {
                 Command::Grant(args) => action::grant(&host, &args, json).await,
                 Command::Revoke(args) => action::revoke(&host, &args, json).await,

@@ -116,6 +116,17 @@ pub fn open_state(config_path: &Path) -> Result<(Config, SqliteStore), OpError> 
     Ok((config, store))
 }
 
+/// For a one-off change outside a run (`portcullis grant`, `revoke`): the state's run
+/// lock while it lasts, if the config's state exists. So a service or a run that holds
+/// the state refuses it by name, instead of racing it.
+pub fn hold_state_if_present(config: &Config, holder: &str) -> Result<Option<RunLock>, OpError> {
+    let exists = config.state.path.as_deref().is_some_and(Path::exists);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(open_store(config)?.lock_run(holder)?))
+}
+
 fn open_store(config: &Config) -> Result<SqliteStore, OpError> {
     let state_path = config
         .state
