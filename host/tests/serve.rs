@@ -1100,3 +1100,50 @@ async fn sigterm_mid_run_finishes_what_started_and_a_restart_writes_nothing_twic
         );
     }
 }
+
+#[tokio::test]
+async fn a_service_without_tokens_or_with_a_missing_secret_does_not_start_and_says_why() {
+    let sim = github_demo().await.expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(dir.path(), &sim, POLICY, "reconcile_every_s = 3600");
+    let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
+    let run = |dir: &Path| {
+        tokio::process::Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir)
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .env_remove("PORTCULLIS_CONFIG")
+            .output()
+    };
+    // No tokens: every call would be refused, so the service refuses to start.
+    let without_tokens: String = config
+        .split("[[server.tokens]]")
+        .next()
+        .expect("head")
+        .to_owned()
+        + &config[config.find("[server.hr_webhook]").expect("webhook")..];
+    std::fs::write(dir.path().join("portcullis.toml"), without_tokens).expect("config");
+    let output = tokio::time::timeout(Duration::from_secs(120), run(dir.path()))
+        .await
+        .expect("exits")
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("[server] has no tokens"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A token whose secret cannot be read names the token and the source.
+    std::fs::write(dir.path().join("portcullis.toml"), &config).expect("config");
+    std::fs::remove_file(dir.path().join("reader.token")).expect("remove");
+    let output = tokio::time::timeout(Duration::from_secs(120), run(dir.path()))
+        .await
+        .expect("exits")
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("server.tokens[1] (auditor).secret"),
+        "{stderr}"
+    );
+}

@@ -205,7 +205,24 @@ pub(super) async fn run_policy(
         Scope::People(ids) => prepared.plan.retain(|p, _| ids.contains(&p.id)),
         Scope::Due => {
             let schedule = &ws.config.server.schedule;
-            let checked = service.jobs.inner.lock().rechecked.clone();
+            // Forget re-checks of grants no longer pending, so the map stays as small as
+            // the set of pending grants.
+            let pending: std::collections::HashSet<(String, Target)> = prepared
+                .plan
+                .people
+                .iter()
+                .flat_map(|p| {
+                    p.changes
+                        .iter()
+                        .filter(|c| matches!(c.op, ChangeOp::Recheck { .. }))
+                        .map(|c| (p.id.clone(), c.target.clone()))
+                })
+                .collect();
+            let checked = {
+                let mut inner = service.jobs.inner.lock();
+                inner.rechecked.retain(|key, _| pending.contains(key));
+                inner.rechecked.clone()
+            };
             prepared.plan.retain(|person, change| match &change.op {
                 ChangeOp::Recheck { since, .. } => {
                     let last = checked.get(&(person.id.clone(), change.target.clone()));
@@ -341,7 +358,11 @@ pub(super) fn spawn_policy_job(
     let job = id.clone();
     let svc = Arc::clone(service);
     let holder = format!("{kind} job {id} for {requested_by}");
-    service.tasks.lock().spawn(async move {
+    let mut tasks = service.tasks.lock();
+    // Finished tasks are kept until joined: reap them, so a long-running service does not
+    // accumulate one per job.
+    while tasks.try_join_next().is_some() {}
+    tasks.spawn(async move {
         svc.jobs.update(&job, |j| j.status = JobStatus::Running);
         let (status, detail) = run_policy(&svc, &scope, allow_large_revoke, &holder).await;
         svc.jobs.update(&job, |j| {
