@@ -138,7 +138,7 @@ impl Service {
     }
 }
 
-/// Where the service listens and how it learns it must stop.
+/// Where the service listens, and whom it tells the address it bound.
 pub struct ServeOptions {
     /// Overrides `[server] listen`.
     pub listen: Option<String>,
