@@ -22,6 +22,8 @@ use serde::Serialize;
 
 use crate::model::{Entitlement, Subject};
 
+pub mod chain;
+
 /// One line of the audit trail.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
@@ -196,11 +198,14 @@ pub fn configured_sink(path: Option<&Path>) -> Result<Arc<dyn AuditSink>, AuditE
     })
 }
 
-/// Appends one JSON object per line to a file, flushing each line.
+/// Appends one JSON object per line to a file, flushing each line, each record chained
+/// to the one before it ([`chain`]). Processes sharing the file (a CLI approval while the
+/// service runs) take an OS lock per record and pick up the other's tail, so the trail
+/// stays one chain.
 #[derive(Debug)]
 pub struct JsonLinesSink {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<(File, chain::Tail)>,
 }
 
 impl JsonLinesSink {
@@ -209,14 +214,17 @@ impl JsonLinesSink {
             std::fs::create_dir_all(parent)
                 .map_err(|e| AuditError(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
+        let tail = chain::read_tail(&mut file)
+            .map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?;
         Ok(JsonLinesSink {
             path: path.to_owned(),
-            file: Mutex::new(file),
+            file: Mutex::new((file, tail)),
         })
     }
 }
@@ -226,12 +234,34 @@ impl AuditSink for JsonLinesSink {
         let line = serde_json::to_vec(record).map_err(|e| AuditError(e.to_string()))?;
         // Last line of defence: a secret that reached a record any way at all (its
         // JSON-escaped form included) is scrubbed before the line is written.
-        let mut line = crate::redact::global().scrub_bytes(&line).into_owned();
-        line.push(b'\n');
-        let mut file = self.file.lock();
-        file.write_all(&line)
-            .and_then(|()| file.flush())
-            .map_err(|e| AuditError(format!("cannot append to {}: {e}", self.path.display())))
+        let body = crate::redact::global().scrub_bytes(&line).into_owned();
+        let failed = |e: std::io::Error| {
+            AuditError(format!("cannot append to {}: {e}", self.path.display()))
+        };
+        let mut guard = self.file.lock();
+        let (file, tail) = &mut *guard;
+        // Another process may have appended since: its records are the chain's tail.
+        file.lock().map_err(failed)?;
+        let appended = (|| {
+            if file.metadata()?.len() != tail.end {
+                *tail = chain::read_tail(file)?;
+            }
+            let seq = tail.seq + 1;
+            let mut line = chain::link(seq, &tail.hash, &body);
+            let hash = chain::sha256_hex(&line);
+            line.push(b'\n');
+            file.write_all(&line)?;
+            file.flush()?;
+            *tail = chain::Tail {
+                seq,
+                hash,
+                end: tail.end + line.len() as u64,
+            };
+            Ok(())
+        })();
+        let unlocked = file.unlock();
+        appended.map_err(failed)?;
+        unlocked.map_err(failed)
     }
 }
 

@@ -1451,3 +1451,57 @@ network = {{ allow_loopback = true }}
         }
     }
 }
+
+#[tokio::test]
+async fn audit_verify_passes_an_untouched_trail_and_names_the_first_tampered_record() {
+    let sim = github_demo().await.expect("simulator");
+    sim.set_collaborator("acme/platform-api", "hubot", "read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &sim.base_url());
+    let output = portcullis(
+        dir.path(),
+        &[
+            "grant",
+            "--app",
+            "github-acme",
+            "--subject",
+            "hubot",
+            "--kind",
+            "repository",
+            "--resource",
+            "acme/platform-api",
+            "--level",
+            "maintain",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let output = portcullis(dir.path(), &["audit", "verify"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("chain intact (seq 1.."), "{text}");
+
+    // One byte of the first record changed: the second no longer follows it.
+    let trail = dir.path().join("audit.jsonl");
+    let original = std::fs::read_to_string(&trail).expect("trail");
+    let first_end = original.find('\n').expect("a line");
+    let tampered = format!(
+        "{}{}",
+        original[..first_end].replacen("github-acme", "github-acmf", 1),
+        &original[first_end..]
+    );
+    std::fs::write(&trail, tampered).expect("tamper");
+    let output = portcullis(dir.path(), &["--json", "audit", "verify"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let doc = stdout_json(&output);
+    assert_eq!(doc["line"], 2, "{doc}");
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("line 1 was changed"),
+        "{doc}"
+    );
+    let output = portcullis(dir.path(), &["audit", "verify", "--file", "nowhere.jsonl"]).await;
+    assert_eq!(output.status.code(), Some(2));
+}

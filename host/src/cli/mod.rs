@@ -5,6 +5,7 @@
 
 mod action;
 mod apply;
+mod audit;
 mod conformance;
 mod demo;
 mod inspect;
@@ -163,6 +164,9 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Work with the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Josh's joiner-to-leaver lifecycle from a policy, on built-in simulators with SQLite
     /// state: plan, apply, re-check, drift, the blast-radius guard. With --serve, the
     /// simulators and `portcullis serve` keep running with a demo token, until Ctrl-C.
@@ -220,6 +224,17 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the trail's hash chain: exits 1 naming the first record that was changed,
+    /// deleted, inserted or moved, or a torn last line; 0 when it holds.
+    Verify {
+        /// The trail (JSON lines); default `[audit] path` of the config.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Show a component's contract, exports, imports, size, sha256, and what an app's
     /// config grants it.
@@ -274,6 +289,9 @@ pub async fn run(cli: Cli) -> Exit {
             lifecycle::apply_policy(&cli.config, &policy, run, json).await
         }
         Command::Serve { listen } => serve::run(&cli.config, listen, json).await,
+        Command::Audit(AuditCommand::Verify { file }) => {
+            audit::verify(&cli.config, file.as_deref(), json)
+        }
         Command::Approvals { all } => lifecycle::list_approvals(&cli.config, all, json),
         Command::Approve(args) => lifecycle::decide(&cli.config, &args, true, json),
         Command::Deny(args) => lifecycle::decide(&cli.config, &args, false, json),
