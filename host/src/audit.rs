@@ -248,7 +248,7 @@ impl AuditSink for JsonLinesSink {
             }
             let seq = tail.seq + 1;
             let mut line = chain::link(seq, &tail.hash, &body);
-            let hash = chain::sha256_hex(&line);
+            let hash = crate::plugin::sha256_hex(&line);
             line.push(b'\n');
             file.write_all(&line)?;
             file.flush()?;

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis::plugin::sha256_hex;
 use portcullis::service::hr::sign;
 use portcullis_simulators::{GITHUB_DEMO_TOKEN, GithubSimulator, github_demo};
 use serde_json::{Value, json};
@@ -91,6 +92,25 @@ network = {{ allow_loopback = true }}
     .expect("config");
 }
 
+/// The binary with its environment for a test directory.
+fn command(dir: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env_remove("PORTCULLIS_CONFIG");
+    command
+}
+
+/// One CLI command in `dir`, run to its end.
+async fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    command(dir)
+        .args(args)
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
 struct Served {
     child: tokio::process::Child,
     url: String,
@@ -99,11 +119,8 @@ struct Served {
 
 impl Served {
     async fn start(dir: &Path) -> Served {
-        let mut child = tokio::process::Command::new(BIN)
+        let mut child = command(dir)
             .arg("serve")
-            .current_dir(dir)
-            .env("XDG_CACHE_HOME", dir.join("cache"))
-            .env_remove("PORTCULLIS_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -190,6 +207,21 @@ impl Served {
         panic!("the first reconcile did not finish within 60 s");
     }
 
+    /// How many reconciles have finished, from the number in the last one's job id.
+    async fn reconcile_runs(&self) -> u64 {
+        let (_, body) = self
+            .call(reqwest::Method::GET, "/v1/jobs", Some(READER_TOKEN), None)
+            .await;
+        body["jobs"]
+            .as_array()
+            .map(|jobs| {
+                jobs.iter()
+                    .filter(|j| j["kind"] == "reconcile" && !j["finished_at"].is_null())
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits for a job to finish and returns it.
     async fn finished(&self, id: &str) -> Value {
         for _ in 0..600 {
@@ -274,24 +306,18 @@ async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_au
     assert!(body["paths"]["/v1/hr-events"]["post"].is_object(), "{body}");
 
     // While the service holds the state, a CLI run that changes apps is refused by name.
-    let cli = tokio::process::Command::new(BIN)
-        .args(["apply"])
-        .current_dir(dir.path())
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env_remove("PORTCULLIS_CONFIG")
-        .output()
-        .await
-        .expect("the binary runs");
-    assert_eq!(cli.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&cli.stderr);
+    let refused = cli(dir.path(), &["apply"]).await;
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("`portcullis serve` at http://127.0.0.1:"),
         "{stderr}"
     );
 
     // So is a one-off grant.
-    let cli = tokio::process::Command::new(BIN)
-        .args([
+    let refused = cli(
+        dir.path(),
+        &[
             "grant",
             "--app",
             "github-acme",
@@ -303,15 +329,11 @@ async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_au
             "acme/platform-api",
             "--level",
             "read",
-        ])
-        .current_dir(dir.path())
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env_remove("PORTCULLIS_CONFIG")
-        .output()
-        .await
-        .expect("the binary runs");
-    assert_eq!(cli.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&cli.stderr).contains("`portcullis serve` at"));
+        ],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`portcullis serve` at"));
 
     // A joiner, signed by the HR system.
     let hire = json!({ "events": [{
@@ -486,14 +508,7 @@ async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_au
         .expect("stops within 30 s")
         .expect("exit status");
     assert_eq!(status.code(), Some(0));
-    let plan = tokio::process::Command::new(BIN)
-        .args(["apply"])
-        .current_dir(dir.path())
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env_remove("PORTCULLIS_CONFIG")
-        .output()
-        .await
-        .expect("the binary runs");
+    let plan = cli(dir.path(), &["apply"]).await;
     assert_eq!(
         plan.status.code(),
         Some(0),
@@ -591,8 +606,18 @@ async fn a_time_bound_grant_is_revoked_at_its_end_not_at_the_next_cron_run() {
         late >= chrono::Duration::zero(),
         "never before its end: {late}"
     );
-    // Expired access is held, not granted again by the next reconcile.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Expired access is held, not granted again by the reconciles that follow.
+    let after_revoke = served.reconcile_runs().await;
+    for _ in 0..600 {
+        if served.reconcile_runs().await >= after_revoke + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        served.reconcile_runs().await >= after_revoke + 2,
+        "two more reconciles ran"
+    );
     assert_eq!(sim.collaborator_role("acme/platform-infra", "hubot"), None);
     let (_, body) = served
         .call(
@@ -609,11 +634,8 @@ async fn a_time_bound_grant_is_revoked_at_its_end_not_at_the_next_cron_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_josh_through_a_signed_hire_event() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = tokio::process::Command::new(BIN)
+    let mut child = command(dir.path())
         .args(["--json", "demo", "--serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env_remove("PORTCULLIS_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -718,11 +740,6 @@ fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file_changes_nothing() {
     let sim = github_demo().await.expect("simulator");
@@ -759,9 +776,14 @@ async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file
 
     // Fifty callers keep calling the app while its plugin file is replaced and reloaded.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..50 {
-        let (served, stop) = (Arc::clone(&served), Arc::clone(&stop));
+        let (served, stop, answered) = (
+            Arc::clone(&served),
+            Arc::clone(&stop),
+            Arc::clone(&answered),
+        );
         callers.spawn(async move {
             let (mut ok, mut failed) = (0u32, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || ok == 0 {
@@ -773,6 +795,7 @@ async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file
                         None,
                     )
                     .await;
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if status == 200 {
                     ok += 1;
                 } else {
@@ -782,7 +805,20 @@ async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file
             (ok, failed)
         });
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each side of the swap gets at least 100 answered calls.
+    let answered_at_least = |n: u32| {
+        let answered = Arc::clone(&answered);
+        async move {
+            for _ in 0..1200 {
+                if answered.load(std::sync::atomic::Ordering::Relaxed) >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("fewer than {n} calls answered within 30 s");
+        }
+    };
+    answered_at_least(100).await;
     let next = rebuilt(original, "2");
     std::fs::write(dir.path().join("github.wasm"), &next).expect("new plugin file");
     let (status, body) = served
@@ -801,7 +837,7 @@ async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file
         "{body}"
     );
     assert_eq!(sha(Arc::clone(&served)).await, sha256_hex(&next));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    answered_at_least(answered.load(std::sync::atomic::Ordering::Relaxed) + 100).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut calls, mut failures) = (0, Vec::new());
     while let Some(joined) = callers.join_next().await {
@@ -1107,14 +1143,6 @@ async fn a_service_without_tokens_or_with_a_missing_secret_does_not_start_and_sa
     let dir = tempfile::tempdir().expect("tempdir");
     write_files(dir.path(), &sim, POLICY, "reconcile_every_s = 3600");
     let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
-    let run = |dir: &Path| {
-        tokio::process::Command::new(BIN)
-            .arg("serve")
-            .current_dir(dir)
-            .env("XDG_CACHE_HOME", dir.join("cache"))
-            .env_remove("PORTCULLIS_CONFIG")
-            .output()
-    };
     // No tokens: every call would be refused, so the service refuses to start.
     let without_tokens: String = config
         .split("[[server.tokens]]")
@@ -1123,10 +1151,9 @@ async fn a_service_without_tokens_or_with_a_missing_secret_does_not_start_and_sa
         .to_owned()
         + &config[config.find("[server.hr_webhook]").expect("webhook")..];
     std::fs::write(dir.path().join("portcullis.toml"), without_tokens).expect("config");
-    let output = tokio::time::timeout(Duration::from_secs(120), run(dir.path()))
+    let output = tokio::time::timeout(Duration::from_secs(120), cli(dir.path(), &["serve"]))
         .await
-        .expect("exits")
-        .expect("runs");
+        .expect("exits");
     assert_eq!(output.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("[server] has no tokens"),
@@ -1136,10 +1163,9 @@ async fn a_service_without_tokens_or_with_a_missing_secret_does_not_start_and_sa
     // A token whose secret cannot be read names the token and the source.
     std::fs::write(dir.path().join("portcullis.toml"), &config).expect("config");
     std::fs::remove_file(dir.path().join("reader.token")).expect("remove");
-    let output = tokio::time::timeout(Duration::from_secs(120), run(dir.path()))
+    let output = tokio::time::timeout(Duration::from_secs(120), cli(dir.path(), &["serve"]))
         .await
-        .expect("exits")
-        .expect("runs");
+        .expect("exits");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

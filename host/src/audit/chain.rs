@@ -17,6 +17,8 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::plugin::sha256_hex;
+
 /// The `prev` of the first record of a trail with no legacy lines.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -27,10 +29,6 @@ pub(crate) struct Tail {
     pub seq: u64,
     pub hash: String,
     pub end: u64,
-}
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The line for record `seq` after `prev`: `body` (a JSON object, already scrubbed) with

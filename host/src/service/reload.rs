@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use super::Service;
 use crate::audit::AuditEvent;
+use crate::plugin::sha256_hex;
 
 /// What a reload did for one app.
 #[derive(Debug, Clone, Serialize)]
@@ -66,70 +66,34 @@ pub(super) async fn reload(service: &Service, requested_by: &str) -> Vec<Reloade
 async fn reload_app(service: &Service, name: &str, path: &Path, requested_by: &str) -> Reloaded {
     let started = std::time::Instant::now();
     let host = &service.workspace.host;
-    let Some(current) = host.app(name) else {
-        return refused(
-            service,
-            name,
-            path,
-            "",
-            "",
-            "the app is not configured".into(),
-            requested_by,
-        );
+    let refuse = |from: &str, to: &str, reason: String| {
+        refused(service, name, path, from, to, reason, requested_by)
     };
+    let Some(current) = host.app(name) else {
+        return refuse("", "", "the app is not configured".into());
+    };
+    let from = current.plugin.sha256.clone();
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) => {
-            let reason = format!("cannot read {}: {e}", path.display());
-            return refused(
-                service,
-                name,
-                path,
-                &current.plugin.sha256,
-                "",
-                reason,
-                requested_by,
-            );
-        }
+        Err(e) => return refuse(&from, "", format!("cannot read {}: {e}", path.display())),
     };
-    let sha = hex::encode(Sha256::digest(&bytes));
-    if sha == current.plugin.sha256 {
+    let sha = sha256_hex(&bytes);
+    if sha == from {
         return Reloaded::Unchanged {
             app: name.to_owned(),
             sha256: sha,
         };
     }
-    let from = current.plugin.sha256.clone();
     let plugin = match host.compile_plugin_file(path).await {
         Ok(plugin) => plugin,
-        Err(e) => {
-            return refused(
-                service,
-                name,
-                path,
-                &from,
-                &sha,
-                e.to_string(),
-                requested_by,
-            );
-        }
+        Err(e) => return refuse(&from, &sha, e.to_string()),
     };
     let candidate = match host.prepare_swap(name, plugin).await {
         Ok(candidate) => candidate,
-        Err(e) => {
-            return refused(
-                service,
-                name,
-                path,
-                &from,
-                &sha,
-                e.to_string(),
-                requested_by,
-            );
-        }
+        Err(e) => return refuse(&from, &sha, e.to_string()),
     };
     if let Err(reason) = keeps_what_state_holds(service, name, &candidate.info).await {
-        return refused(service, name, path, &from, &sha, reason, requested_by);
+        return refuse(&from, &sha, reason);
     }
     let old_info = host.connector_info(name).await.ok();
     let kinds = |info: Option<&crate::model::ConnectorInfo>| -> BTreeSet<String> {
@@ -144,7 +108,7 @@ async fn reload_app(service: &Service, name: &str, path: &Path, requested_by: &s
     );
     let to = candidate.plugin().sha256.clone();
     if let Err(reason) = host.install(candidate) {
-        return refused(service, name, path, &from, &to, reason, requested_by);
+        return refuse(&from, &to, reason);
     }
     let difference =
         |a: &BTreeSet<String>, b: &BTreeSet<String>| a.difference(b).cloned().collect::<Vec<_>>();

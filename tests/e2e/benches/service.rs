@@ -23,6 +23,7 @@ use portcullis::audit::JsonLinesSink;
 use portcullis::config::{Config, HrWebhookConfig, Role, TokenConfig};
 use portcullis::engine::NoProgress;
 use portcullis::ops::{Sources, Workspace};
+use portcullis::plugin::sha256_hex;
 use portcullis::secrets::SecretSource;
 use portcullis::service::{ServeOptions, hr::sign, serve};
 use portcullis::state::SqliteStore;
@@ -240,11 +241,6 @@ fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
     out.push(payload.len() as u8);
     out.extend_from_slice(&payload);
     out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 async fn hot_swap_under_load() {
