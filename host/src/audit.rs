@@ -11,9 +11,6 @@
 //! - Writing the intent of a call is a precondition of running it: if the sink fails, the
 //!   call is refused (fail closed), so nothing happens that the trail does not show.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +20,14 @@ use serde::Serialize;
 use crate::model::{Entitlement, Subject};
 
 pub mod chain;
+pub mod checkpoint;
+pub mod file;
+pub mod merkle;
+pub mod prove;
+pub mod query;
+pub mod verify;
+
+pub use file::{JsonLinesSink, TrailOptions};
 
 /// One line of the audit trail.
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +84,22 @@ pub enum AuditEvent {
         subject: Subject,
         entitlement: Entitlement,
         idempotency_key: String,
+        /// What set it off: rule, HR event, approval and approver, operator and token,
+        /// schedule.
+        trigger: crate::model::Trigger,
+    },
+    /// An action whose intent was recorded but whose run was cut off (a crash, a kill):
+    /// read back before anything else ran, and settled by what the app shows.
+    /// `call_id` is the action's idempotency key.
+    ActionRecovered {
+        run: String,
+        /// `applied` (the app shows it; state now records it) or `not-applied` (the
+        /// plan proposes it again).
+        finding: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        evidence: Option<crate::model::Observed>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// Written by the engine when an action is verified, pending or alerted.
     ActionFinished {
@@ -188,81 +209,25 @@ pub struct AuditError(pub String);
 /// Where audit events go. Implementations must be cheap to call from many tasks.
 pub trait AuditSink: Send + Sync + 'static {
     fn record(&self, record: &AuditRecord) -> Result<(), AuditError>;
+
+    /// Seals what was recorded so far with a signed checkpoint (run end, shutdown, an
+    /// idle service's timer). `reason` is stored with it. Sinks without checkpoints
+    /// ignore it.
+    fn checkpoint(&self, reason: &str) -> Result<(), AuditError> {
+        let _ = reason;
+        Ok(())
+    }
 }
 
-/// The sink a config asks for: its `[audit] path` as JSON lines, else tracing.
-pub fn configured_sink(path: Option<&Path>) -> Result<Arc<dyn AuditSink>, AuditError> {
-    Ok(match path {
-        Some(path) => Arc::new(JsonLinesSink::open(path)?),
+/// The sink a config asks for: its `[audit] path` as a checkpointed JSON-lines trail,
+/// else tracing.
+pub fn configured_sink(
+    config: &crate::config::AuditConfig,
+) -> Result<Arc<dyn AuditSink>, AuditError> {
+    Ok(match &config.path {
+        Some(path) => Arc::new(JsonLinesSink::with_options(path, config.trail_options())?),
         None => Arc::new(TracingSink),
     })
-}
-
-/// Appends one JSON object per line to a file, flushing each line, each record chained
-/// to the one before it ([`chain`]). Processes sharing the file (a CLI approval while the
-/// service runs) take an OS lock per record and pick up the other's tail, so the trail
-/// stays one chain.
-#[derive(Debug)]
-pub struct JsonLinesSink {
-    path: PathBuf,
-    file: Mutex<(File, chain::Tail)>,
-}
-
-impl JsonLinesSink {
-    pub fn open(path: &Path) -> Result<JsonLinesSink, AuditError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| AuditError(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
-        let tail = chain::read_tail(&mut file)
-            .map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?;
-        Ok(JsonLinesSink {
-            path: path.to_owned(),
-            file: Mutex::new((file, tail)),
-        })
-    }
-}
-
-impl AuditSink for JsonLinesSink {
-    fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        let line = serde_json::to_vec(record).map_err(|e| AuditError(e.to_string()))?;
-        // Last line of defence: a secret that reached a record any way at all (its
-        // JSON-escaped form included) is scrubbed before the line is written.
-        let body = crate::redact::global().scrub_bytes(&line).into_owned();
-        let failed = |e: std::io::Error| {
-            AuditError(format!("cannot append to {}: {e}", self.path.display()))
-        };
-        let mut guard = self.file.lock();
-        let (file, tail) = &mut *guard;
-        // Another process may have appended since: its records are the chain's tail.
-        file.lock().map_err(failed)?;
-        let appended = (|| {
-            if file.metadata()?.len() != tail.end {
-                *tail = chain::read_tail(file)?;
-            }
-            let seq = tail.seq + 1;
-            let mut line = chain::link(seq, &tail.hash, &body);
-            let hash = crate::plugin::sha256_hex(&line);
-            line.push(b'\n');
-            file.write_all(&line)?;
-            file.flush()?;
-            *tail = chain::Tail {
-                seq,
-                hash,
-                end: tail.end + line.len() as u64,
-            };
-            Ok(())
-        })();
-        let unlocked = file.unlock();
-        appended.map_err(failed)?;
-        unlocked.map_err(failed)
-    }
 }
 
 /// Keeps events in memory; for tests and for commands that print what happened.
@@ -304,6 +269,10 @@ pub struct FanOut(pub Vec<Arc<dyn AuditSink>>);
 impl AuditSink for FanOut {
     fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
         self.0.iter().try_for_each(|sink| sink.record(record))
+    }
+
+    fn checkpoint(&self, reason: &str) -> Result<(), AuditError> {
+        self.0.iter().try_for_each(|sink| sink.checkpoint(reason))
     }
 }
 

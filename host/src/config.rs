@@ -83,11 +83,69 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// JSON-lines audit file, appended to. None keeps audit events in tracing only.
     pub path: Option<PathBuf>,
+    /// The ed25519 seed that signs checkpoints (created, owner-only, when missing).
+    /// Default: `PATH.key` beside the trail.
+    pub signing_key: Option<PathBuf>,
+    /// A second place each signed checkpoint is appended to (another disk or host), so a
+    /// trail cut short after its last checkpoint is still detected.
+    pub checkpoints: Option<PathBuf>,
+    /// A checkpoint after this many records.
+    #[serde(default = "AuditConfig::default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// A checkpoint when records came and this many seconds passed since the last one.
+    #[serde(default = "AuditConfig::default_checkpoint_interval_s")]
+    pub checkpoint_interval_s: u64,
+    /// Rotate to a new segment (`PATH.1`, `PATH.2`, ...) at this size; 0 never rotates.
+    #[serde(default)]
+    pub segment_mib: u64,
+    /// Sync each action's intent to disk before its first write (group commit).
+    #[serde(default = "AuditConfig::default_fsync")]
+    pub fsync: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            path: None,
+            signing_key: None,
+            checkpoints: None,
+            checkpoint_every: AuditConfig::default_checkpoint_every(),
+            checkpoint_interval_s: AuditConfig::default_checkpoint_interval_s(),
+            segment_mib: 0,
+            fsync: AuditConfig::default_fsync(),
+        }
+    }
+}
+
+impl AuditConfig {
+    fn default_checkpoint_every() -> u64 {
+        1000
+    }
+
+    fn default_checkpoint_interval_s() -> u64 {
+        60
+    }
+
+    fn default_fsync() -> bool {
+        true
+    }
+
+    /// How the file sink writes this trail.
+    pub fn trail_options(&self) -> crate::audit::TrailOptions {
+        crate::audit::TrailOptions {
+            signing_key: self.signing_key.clone(),
+            witness: self.checkpoints.clone(),
+            checkpoint_every: self.checkpoint_every,
+            checkpoint_interval: std::time::Duration::from_secs(self.checkpoint_interval_s),
+            segment_bytes: (self.segment_mib > 0).then(|| self.segment_mib * 1024 * 1024),
+            fsync: self.fsync,
+        }
+    }
 }
 
 /// One application instance: a plugin plus everything it is allowed to use.
@@ -235,7 +293,14 @@ impl Config {
         if let Some(dir) = self.runtime.cache_dir.as_mut() {
             resolve(dir);
         }
-        if let Some(file) = self.audit.path.as_mut() {
+        for file in [
+            self.audit.path.as_mut(),
+            self.audit.signing_key.as_mut(),
+            self.audit.checkpoints.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(file);
         }
         let state = self

@@ -142,7 +142,7 @@ impl HostBuilder {
         };
         let audit = match self.audit {
             Some(sink) => sink,
-            None => crate::audit::configured_sink(self.config.audit.path.as_deref())?,
+            None => crate::audit::configured_sink(&self.config.audit)?,
         };
         let cache_dir = match self.cache {
             CacheChoice::Off => None,

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod conformance;
 pub mod contract;
+pub mod crash;
 pub mod discover;
 pub mod dormant;
 pub mod drift;

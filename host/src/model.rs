@@ -452,3 +452,76 @@ mod tests {
         assert!(!ConnectorError::InvalidRequest("x".into()).is_retryable());
     }
 }
+
+/// Who or what started a run: recorded with every action it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrigin {
+    /// `cli`, `api`, `schedule`, `hr-webhook`, `demo`, `actions-file`.
+    pub source: String,
+    /// The person at the keyboard (`cli`: the OS user) or the API token's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The API token the run was requested with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The scheduled job (`reconcile`) that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+impl RunOrigin {
+    /// A run started from a shell: the OS user is the operator.
+    pub fn cli() -> RunOrigin {
+        RunOrigin {
+            source: "cli".into(),
+            operator: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok(),
+            ..RunOrigin::default()
+        }
+    }
+}
+
+/// Why one action ran: the run's origin plus what in the policy and the HR feed asked
+/// for it. Written with the action's intent, so the trail answers "why" per action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// What started the run ([`RunOrigin::source`]).
+    pub source: String,
+    /// The person (directory id) the action is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// The policy rules that want (or stopped wanting) the access.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// The policy's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The person's last HR event in effect (hire, move, leave) when the plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hr_event: Option<String>,
+    /// The approval that allowed a sensitive grant or a dormant revoke, and who gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+impl Trigger {
+    /// The part every action of a run shares.
+    pub fn from_origin(origin: &RunOrigin) -> Trigger {
+        Trigger {
+            source: origin.source.clone(),
+            operator: origin.operator.clone(),
+            token: origin.token.clone(),
+            schedule: origin.schedule.clone(),
+            ..Trigger::default()
+        }
+    }
+}

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::config::{Config, HrWebhookConfig, SandboxLimitsOverride, ScheduleConfig};
+use crate::config::{AuditConfig, Config, HrWebhookConfig, SandboxLimitsOverride, ScheduleConfig};
 use crate::limits::SandboxLimits;
 use crate::options::EngineOptions;
 use crate::ratelimit::RateLimitConfig;
@@ -29,6 +29,8 @@ pub enum Section {
     Schedule,
     /// `[server.hr_webhook]`: HR webhook signature checks.
     HrWebhook,
+    /// `[audit]`: checkpoints and segments of the audit trail.
+    Audit,
 }
 
 impl Section {
@@ -40,6 +42,7 @@ impl Section {
             Section::RateLimit => "apps.NAME.rate_limit.",
             Section::Schedule => "server.schedule.",
             Section::HrWebhook => "server.hr_webhook.",
+            Section::Audit => "audit.",
         }
     }
 }
@@ -338,6 +341,31 @@ pub const SETTINGS: &[Setting] = &[
         default: "300",
         why: "oldest signature timestamp accepted (replay window)",
     },
+    // audit
+    Setting {
+        section: Section::Audit,
+        key: "checkpoint_every",
+        bounds: int(1, 1_000_000),
+        unit: "records",
+        default: "1000",
+        why: "a signed checkpoint after this many records",
+    },
+    Setting {
+        section: Section::Audit,
+        key: "checkpoint_interval_s",
+        bounds: int(1, 86_400),
+        unit: "seconds",
+        default: "60",
+        why: "a signed checkpoint when records came and this long passed",
+    },
+    Setting {
+        section: Section::Audit,
+        key: "segment_mib",
+        bounds: int(0, 1_048_576),
+        unit: "MiB",
+        default: "0",
+        why: "rotate the trail into a new segment at this size; 0 never rotates",
+    },
 ];
 
 /// The row for `key` of `section`.
@@ -470,6 +498,20 @@ impl Numeric for HrWebhookConfig {
     }
 }
 
+impl Numeric for AuditConfig {
+    const SECTION: Section = Section::Audit;
+    fn numeric(&self) -> Vec<(&'static str, Option<Num>)> {
+        vec![
+            ("checkpoint_every", int_value(self.checkpoint_every)),
+            (
+                "checkpoint_interval_s",
+                int_value(self.checkpoint_interval_s),
+            ),
+            ("segment_mib", int_value(self.segment_mib)),
+        ]
+    }
+}
+
 impl Numeric for RateLimitConfig {
     const SECTION: Section = Section::RateLimit;
     fn numeric(&self) -> Vec<(&'static str, Option<Num>)> {
@@ -508,6 +550,7 @@ pub fn check(config: &Config) -> Vec<RangeProblem> {
     if let Some(hook) = &config.server.hr_webhook {
         check_section(hook, "server.hr_webhook.", None, &mut problems);
     }
+    check_section(&config.audit, "audit.", None, &mut problems);
     let (base, max) = (config.engine.backoff_base_ms, config.engine.backoff_max_ms);
     if base > max {
         problems.push(RangeProblem {

@@ -1480,6 +1480,60 @@ async fn audit_verify_passes_an_untouched_trail_and_names_the_first_tampered_rec
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(text.contains("chain intact (seq 1.."), "{text}");
+    assert!(text.contains("signed checkpoints hold"), "{text}");
+
+    // The auditor's key, a proof of record 1 checked with it, and the records as CSV.
+    let key = portcullis(dir.path(), &["audit", "key"]).await;
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    assert!(key.starts_with("ed25519:") && key.len() == 72, "{key}");
+    let output = portcullis(dir.path(), &["audit", "verify", "--key", &key]).await;
+    assert_eq!(output.status.code(), Some(0));
+    let other = format!("ed25519:{}", "3b".repeat(32));
+    let output = portcullis(dir.path(), &["audit", "verify", "--key", &other]).await;
+    assert_ne!(
+        output.status.code(),
+        Some(0),
+        "another key is not this trail's"
+    );
+    let proof = portcullis(dir.path(), &["audit", "prove", "1"]).await;
+    assert_eq!(
+        proof.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&proof.stderr)
+    );
+    std::fs::write(dir.path().join("proof.json"), &proof.stdout).expect("proof");
+    let output = portcullis(
+        dir.path(),
+        &["audit", "check-proof", "proof.json", "--key", &key],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let csv = portcullis(
+        dir.path(),
+        &[
+            "audit",
+            "query",
+            "--app",
+            "github-acme",
+            "--kind",
+            "action-started,call-finished",
+            "--csv",
+        ],
+    )
+    .await;
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.starts_with("seq,at,event,app,run,person,subject,entitlement,outcome,trigger"),
+        "{csv}"
+    );
+    assert!(csv.contains("call-finished,github-acme"), "{csv}");
+    assert!(!csv.contains("secret-revealed"), "{csv}");
 
     // One byte of the first record changed: the second no longer follows it.
     let trail = dir.path().join("audit.jsonl");

@@ -8,28 +8,11 @@
 //! (an older Portcullis) are legacy: the first chained record's `prev` is the sha256 of all
 //! of them, so they cannot change unnoticed either, though not one by one.
 //!
-//! Not yet covered (signed Merkle checkpoints will): a changed last record, and a tail cut
-//! off after the last record, leave no successor to notice.
-
-use std::fs::File;
-use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
-use std::path::Path;
-
-use sha2::{Digest as _, Sha256};
-
-use crate::plugin::sha256_hex;
+//! A changed last record, and a tail cut off, leave no successor to notice: the signed
+//! checkpoints ([`super::checkpoint`]) and their second copy cover those.
 
 /// The `prev` of the first record of a trail with no legacy lines.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Where a trail's chain stands: the last record's sequence number and hash, and the file
-/// length they were read at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tail {
-    pub seq: u64,
-    pub hash: String,
-    pub end: u64,
-}
 
 /// The line for record `seq` after `prev`: `body` (a JSON object, already scrubbed) with
 /// `seq` and `prev` first. Built as text, after scrubbing, so nothing can alter the hash.
@@ -52,160 +35,24 @@ pub(crate) fn link(seq: u64, prev: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// The chain fields of a line, if it is a chained record.
-fn chained(line: &[u8]) -> Option<(u64, String)> {
+pub(crate) fn chained(line: &[u8]) -> Option<(u64, String)> {
     let value: serde_json::Value = serde_json::from_slice(line).ok()?;
     let seq = value.get("seq")?.as_u64()?;
     let prev = value.get("prev")?.as_str()?.to_owned();
     Some((seq, prev))
 }
 
-/// Reads where the chain of `file` stands, for appending. A trail of legacy lines only
-/// continues with the hash of all of them; an empty one from [`GENESIS`].
-pub(crate) fn read_tail(file: &mut File) -> std::io::Result<Tail> {
-    let end = file.seek(SeekFrom::End(0))?;
-    if end == 0 {
-        return Ok(Tail {
-            seq: 0,
-            hash: GENESIS.into(),
-            end,
-        });
-    }
-    // The last complete line: read backwards in growing windows until its start.
-    let mut window: u64 = 64 * 1024;
-    let last = loop {
-        let start = end.saturating_sub(window);
-        file.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::with_capacity((end - start) as usize);
-        file.by_ref().take(end - start).read_to_end(&mut buf)?;
-        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        match body.iter().rposition(|b| *b == b'\n') {
-            Some(i) => break body[i + 1..].to_vec(),
-            None if start == 0 => break body.to_vec(),
-            None => window *= 4,
-        }
-    };
-    if let Some((seq, _)) = chained(&last) {
-        return Ok(Tail {
-            seq,
-            hash: sha256_hex(&last),
-            end,
-        });
-    }
-    // Legacy lines only (a chained trail always ends with a chained record).
-    file.seek(SeekFrom::Start(0))?;
-    let mut all = Vec::with_capacity(end as usize);
-    file.read_to_end(&mut all)?;
-    Ok(Tail {
-        seq: 0,
-        hash: sha256_hex(&all),
-        end,
-    })
-}
-
-/// A trail whose chain holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    /// Chained records, `seq` 1 to this.
-    pub records: u64,
-    /// Lines before the chain began (written by an older Portcullis).
-    pub legacy_lines: u64,
-    /// The last record's hash: what a later checkpoint would sign.
-    pub head: String,
-}
-
-/// Where and why a trail's chain breaks.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: line {line}: {problem}")]
-pub struct Broken {
-    pub path: String,
-    /// 1-based line of the first record that does not follow.
-    pub line: u64,
-    pub problem: String,
-}
-
-/// Checks a whole trail.
-pub fn verify(path: &Path) -> Result<Verified, Broken> {
-    let shown = path.display().to_string();
-    let broken = |line: u64, problem: String| Broken {
-        path: shown.clone(),
-        line,
-        problem,
-    };
-    let file = File::open(path).map_err(|e| broken(0, format!("cannot read the trail: {e}")))?;
-    let mut reader = BufReader::new(file);
-    let mut legacy = Sha256::new();
-    let (mut legacy_lines, mut records) = (0u64, 0u64);
-    let mut prev: Option<String> = None;
-    let mut number = 0u64;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| broken(number + 1, format!("cannot read: {e}")))?;
-        if read == 0 {
-            break;
-        }
-        number += 1;
-        let Some(body) = line.strip_suffix(b"\n") else {
-            return Err(broken(
-                number,
-                "the last line is torn (no newline: a write was cut off, or the tail was edited)"
-                    .into(),
-            ));
-        };
-        match (chained(body), &prev) {
-            (None, None) => {
-                legacy.update(&line);
-                legacy_lines += 1;
-            }
-            (None, Some(_)) => {
-                return Err(broken(
-                    number,
-                    "not a chained record, inside the chain: a line was inserted or rewritten"
-                        .into(),
-                ));
-            }
-            (Some((seq, linked)), _) => {
-                let expected_prev = match &prev {
-                    Some(hash) => hash.clone(),
-                    None if legacy_lines == 0 => GENESIS.to_owned(),
-                    None => hex::encode(legacy.clone().finalize()),
-                };
-                let expected_seq = records + 1;
-                if seq != expected_seq {
-                    return Err(broken(
-                        number,
-                        format!(
-                            "record seq {seq} where seq {expected_seq} belongs: records were deleted, inserted or moved before it"
-                        ),
-                    ));
-                }
-                if linked != expected_prev {
-                    return Err(broken(
-                        number,
-                        format!(
-                            "record seq {seq} does not follow the line before it (its prev is not that line's sha256): line {} was changed, or records around it were replaced",
-                            number - 1
-                        ),
-                    ));
-                }
-                records = seq;
-                prev = Some(sha256_hex(body));
-            }
-        }
-    }
-    Ok(Verified {
-        records,
-        legacy_lines,
-        head: prev.unwrap_or_else(|| GENESIS.to_owned()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::audit::verify::{Broken, Verified, VerifyOptions};
     use crate::audit::{AuditEvent, AuditRecord, AuditSink as _, JsonLinesSink};
+
+    fn verify(path: &Path) -> Result<Verified, Broken> {
+        crate::audit::verify::verify(path, &VerifyOptions::default())
+    }
 
     fn record(n: u32) -> AuditRecord {
         AuditRecord {
@@ -247,7 +94,9 @@ mod tests {
         let sink = JsonLinesSink::open(&path).expect("reopen");
         sink.record(&record(4)).expect("record");
         let verified = verify(&path).expect("intact");
-        assert_eq!(verified.records, 4);
+        // 3 records, the first sink's shutdown checkpoint, then record 4.
+        assert_eq!(verified.records, 5);
+        assert_eq!(verified.checkpoints, 1);
         assert_eq!(verified.legacy_lines, 0);
         assert!(lines(&path)[0].starts_with(&format!("{{\"seq\":1,\"prev\":\"{GENESIS}\",")));
     }
@@ -263,7 +112,8 @@ mod tests {
             a.record(&record(10 + i)).expect("a");
             b.record(&record(20 + i)).expect("b");
         }
-        assert_eq!(verify(&path).expect("intact").records, 11);
+        // 11 records and the first sink's shutdown checkpoint.
+        assert_eq!(verify(&path).expect("intact").records, 12);
     }
 
     #[test]
@@ -301,14 +151,15 @@ mod tests {
         assert!(err.problem.contains("inserted or rewritten"), "{err}");
         // A torn last line.
         let mut torn = original.join("\n");
-        torn.push_str("\n{\"seq\":7,\"prev\":\"ab");
+        torn.push_str("\n{\"seq\":8,\"prev\":\"ab");
         std::fs::write(&path, torn).expect("write");
         let err = verify(&path).expect_err("torn");
-        assert_eq!(err.line, 7);
+        assert_eq!(err.line, 8);
         assert!(err.problem.contains("torn"), "{err}");
         // Put back, it verifies again.
         write(&path, &original);
-        assert_eq!(verify(&path).expect("intact").records, 6);
+        // Six records and the shutdown checkpoint.
+        assert_eq!(verify(&path).expect("intact").records, 7);
     }
 
     #[test]

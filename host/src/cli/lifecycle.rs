@@ -188,7 +188,13 @@ async fn run_plan(
         .map(|c| c.target.app.as_str());
     let display = Arc::new(LiveDisplay::for_apps(live, apps));
     let result = ws
-        .run(prepared, &run_id, allow_large_revoke, display.clone())
+        .run(
+            prepared,
+            &run_id,
+            allow_large_revoke,
+            display.clone(),
+            &crate::model::RunOrigin::cli(),
+        )
         .await;
     display.finish();
     let applied = match result {
@@ -251,8 +257,7 @@ pub struct DecideArgs {
 pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool) -> Exit {
     let decided = (|| {
         let (config, store) = open_state(config)?;
-        let audit = configured_sink(config.audit.path.as_deref())
-            .map_err(|e| OpError::Input(e.to_string()))?;
+        let audit = configured_sink(&config.audit).map_err(|e| OpError::Input(e.to_string()))?;
         ops::decide(
             &store,
             audit.as_ref(),

@@ -8,6 +8,7 @@ mod apply;
 mod audit;
 mod conformance;
 mod demo;
+pub use demo::start_simulators as start_demo_simulators;
 mod inspect;
 pub mod lifecycle;
 mod output;
@@ -177,6 +178,10 @@ pub enum Command {
         /// With --serve: the address to listen on (default 127.0.0.1:8740).
         #[arg(long, requires = "serve")]
         listen: Option<String>,
+        /// Keep the demo's config, state and audit trail in DIR (created if missing), for
+        /// `portcullis --config DIR/portcullis.toml audit verify` and `audit query`.
+        #[arg(long, conflicts_with = "serve")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -225,12 +230,66 @@ pub struct ListArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the trail's hash chain: exits 1 naming the first record that was changed,
-    /// deleted, inserted or moved, or a torn last line; 0 when it holds.
+    /// Check the whole trail (every segment): hash chain, signed checkpoints, sealed torn
+    /// lines and the checkpoint copies in `[audit] checkpoints`. Exits 1 naming the first
+    /// record that was changed, deleted, inserted or moved, a truncated tail, a torn last
+    /// line or a forged checkpoint; 0 when it holds.
     Verify {
         /// The trail (JSON lines); default `[audit] path` of the config.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The public key checkpoints must be signed with (hex, or a file holding it).
+        #[arg(long)]
+        key: Option<String>,
+        /// The second location's checkpoints; default `[audit] checkpoints`.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Print the public key that signs the trail's checkpoints, for auditors.
+    Key {
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Write a signed checkpoint now.
+    Checkpoint {
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Print an inclusion proof of record SEQ against the checkpoint that covers it
+    /// (JSON; check it with `audit check-proof`, without the trail).
+    Prove {
+        seq: u64,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Check an inclusion proof written by `audit prove`.
+    CheckProof {
+        proof: PathBuf,
+        /// The public key the checkpoint must be signed with.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Records filtered by person, app, run, time and kind: a table, `--json` or `--csv`.
+    Query {
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Directory id, or the person's account (subject id or e-mail) in an app.
+        #[arg(long)]
+        person: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        /// RFC 3339 or a date (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// Event kinds (`action-started`, `action-finished`, `approval-decided`, ...).
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -261,10 +320,13 @@ pub enum PluginCommand {
 pub async fn run(cli: Cli) -> Exit {
     let json = cli.json;
     match cli.command {
-        Command::Demo { serve: false, .. } => demo::run(json).await,
+        Command::Demo {
+            serve: false, dir, ..
+        } => demo::run(json, dir.as_deref()).await,
         Command::Demo {
             serve: true,
             listen,
+            ..
         } => demo::serve::run(listen, json).await,
         Command::Plugin(PluginCommand::Inspect { file, app }) => {
             inspect::run(&cli.config, &file, app.as_deref(), json)
@@ -289,9 +351,7 @@ pub async fn run(cli: Cli) -> Exit {
             lifecycle::apply_policy(&cli.config, &policy, run, json).await
         }
         Command::Serve { listen } => serve::run(&cli.config, listen, json).await,
-        Command::Audit(AuditCommand::Verify { file }) => {
-            audit::verify(&cli.config, file.as_deref(), json)
-        }
+        Command::Audit(command) => audit::run(&cli.config, command, json),
         Command::Approvals { all } => lifecycle::list_approvals(&cli.config, all, json),
         Command::Approve(args) => lifecycle::decide(&cli.config, &args, true, json),
         Command::Deny(args) => lifecycle::decide(&cli.config, &args, false, json),

@@ -49,6 +49,10 @@ pub struct ActionSpec {
     pub subject: Subject,
     pub entitlement: Entitlement,
     pub reason: String,
+    /// Why it runs (policy rule, HR event, approval, operator, schedule): written with
+    /// its intent.
+    #[serde(default)]
+    pub trigger: crate::model::Trigger,
 }
 
 /// Everything known about one action after the run: the alert context when alerted.
@@ -165,6 +169,24 @@ pub async fn preflight(
     Ok(catalog)
 }
 
+/// Where the engine reports each action's intent (before its first write call) and its
+/// end, for a caller that keeps them durably (`plan::execute`: the state's intents, so a
+/// run cut off is settled by the next one).
+pub type Journal = tokio::sync::mpsc::UnboundedSender<JournalEntry>;
+
+#[derive(Debug)]
+pub enum JournalEntry {
+    /// The action is about to start; it runs only after `recorded` answers `Ok`.
+    Intent {
+        index: usize,
+        spec: ActionSpec,
+        key: String,
+        recorded: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+    /// The action ended (verified, pending or alerted).
+    Finished { report: ActionReport },
+}
+
 /// Runs `actions`. Returns before executing anything when validation or the blast-radius
 /// guard refuses the run.
 pub async fn run(
@@ -173,6 +195,18 @@ pub async fn run(
     actions: Vec<ActionSpec>,
     options: &EngineOptions,
     progress: Arc<dyn Progress>,
+) -> Result<RunReport, RunError> {
+    run_journaled(host, run_id, actions, options, progress, None).await
+}
+
+/// [`run`], reporting every action's intent and end to `journal`.
+pub async fn run_journaled(
+    host: Arc<Host>,
+    run_id: &str,
+    actions: Vec<ActionSpec>,
+    options: &EngineOptions,
+    progress: Arc<dyn Progress>,
+    journal: Option<Journal>,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let catalog = preflight(&host, &actions, options).await?;
@@ -222,6 +256,7 @@ pub async fn run(
         let progress = Arc::clone(&progress);
         let options = options.clone();
         let run_id = run_id.to_owned();
+        let journal = journal.clone();
         tasks.spawn(async move {
             let _permit = match &semaphore {
                 Some(s) => Some(Arc::clone(s).acquire_owned().await),
@@ -232,7 +267,18 @@ pub async fn run(
                 None => None,
             };
             let info = infos.get(&spec.app).and_then(|i| i.as_ref());
-            execute(&host, &run_id, index, spec, key, info, &options, &*progress).await
+            execute(
+                &host,
+                &run_id,
+                index,
+                spec,
+                key,
+                info,
+                &options,
+                &*progress,
+                journal.as_ref(),
+            )
+            .await
         });
     }
     let mut reports = Vec::with_capacity(actions.len());
@@ -306,6 +352,7 @@ async fn execute(
     info: Option<&ConnectorInfo>,
     options: &EngineOptions,
     progress: &dyn Progress,
+    journal: Option<&Journal>,
 ) -> ActionReport {
     let started = Instant::now();
     let action = Action {
@@ -345,18 +392,46 @@ async fn execute(
             event,
         })
     };
-    if let Err(e) = audit(AuditEvent::ActionStarted {
-        run: run_id.to_owned(),
-        op: format!("{:?}", spec.op).to_lowercase(),
-        subject: spec.subject.clone(),
-        entitlement: spec.entitlement.clone(),
-        idempotency_key: key.clone(),
+    crate::crash::point("before-intent");
+    if let Some(journal) = journal {
+        let (recorded, answer) = tokio::sync::oneshot::channel();
+        let entry = JournalEntry::Intent {
+            index,
+            spec: spec.clone(),
+            key: key.clone(),
+            recorded,
+        };
+        let outcome = match journal.send(entry) {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err("the run's journal stopped".into())),
+            Err(_) => Err("the run's journal stopped".into()),
+        };
+        if let Err(e) = outcome {
+            report.outcome = ActionOutcome::Alerted {
+                reason: format!("not run: its intent could not be recorded in state: {e}"),
+            };
+            return report;
+        }
+    }
+    // The intent's audit record is synced to disk (group commit) before the first write;
+    // off the async threads, so concurrent intents can share one sync.
+    if let Err(e) = blocking(|| {
+        audit(AuditEvent::ActionStarted {
+            run: run_id.to_owned(),
+            op: format!("{:?}", spec.op).to_lowercase(),
+            subject: spec.subject.clone(),
+            entitlement: spec.entitlement.clone(),
+            idempotency_key: key.clone(),
+            trigger: spec.trigger.clone(),
+        })
     }) {
         report.outcome = ActionOutcome::Alerted {
             reason: format!("not run: its intent could not be audited: {e}"),
         };
         return report;
     }
+    crate::crash::point("after-intent");
     progress.event(&spec.app, ProgressEvent::Started);
     let kind = info.and_then(|i| i.kind(&spec.entitlement.kind));
 
@@ -420,9 +495,26 @@ async fn execute(
     }) {
         tracing::error!(key, error = %e, "could not audit the end of an action");
     }
+    if let Some(journal) = journal {
+        // The receiver settles it in state; if it is gone the intent stays open and the
+        // next run reads the action back.
+        let _ = journal.send(JournalEntry::Finished {
+            report: report.clone(),
+        });
+    }
     crate::metrics::action_finished(&spec.app, &report.outcome);
     progress.event(&spec.app, ProgressEvent::Finished(report.outcome.clone()));
     report
+}
+
+/// Runs blocking work (a synced audit write) without stalling the runtime's other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 enum Step {
@@ -442,6 +534,7 @@ async fn attempt_once(
         Op::Grant => {
             let write = host.grant(&spec.app, action).await;
             report.http.extend(write.report.http);
+            crate::crash::point("after-write");
             match write.result {
                 Err(error) => return failed_write(error, report),
                 Ok(outcome) => {
@@ -449,6 +542,7 @@ async fn attempt_once(
                         .verify(&spec.app, &action.subject, &action.entitlement)
                         .await;
                     report.http.extend(readback.report.http);
+                    crate::crash::point("after-readback");
                     match readback.result {
                         Ok(observed) => grant_verdict(kind, action, &outcome, observed),
                         Err(error) => Verdict::Failed { error },
@@ -459,6 +553,7 @@ async fn attempt_once(
         Op::Revoke => {
             let write = host.revoke(&spec.app, action).await;
             report.http.extend(write.report.http);
+            crate::crash::point("after-write");
             match write.result {
                 Err(error) => return failed_write(error, report),
                 Ok(outcome) => {
@@ -466,6 +561,7 @@ async fn attempt_once(
                         .verify(&spec.app, &action.subject, &action.entitlement)
                         .await;
                     report.http.extend(readback.report.http);
+                    crate::crash::point("after-readback");
                     match readback.result {
                         Ok(observed) => revoke_verdict(&outcome, observed),
                         Err(error) => Verdict::Failed { error },
@@ -545,6 +641,7 @@ mod tests {
                 level: Some("write".into()),
             },
             reason: "test".into(),
+            trigger: Default::default(),
         }
     }
 

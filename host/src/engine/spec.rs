@@ -118,6 +118,10 @@ impl ActionsFile {
                 reason: line
                     .reason
                     .unwrap_or_else(|| "requested with portcullis apply".into()),
+                trigger: crate::model::Trigger {
+                    source: "actions-file".into(),
+                    ..crate::model::Trigger::default()
+                },
             });
         }
         Ok(ActionsFile {

@@ -336,6 +336,7 @@ mod tests {
                 level: level.map(Into::into),
             },
             reason: "test".into(),
+            trigger: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@
 mod actions;
 mod approvals;
 mod policy;
+mod recover;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use actions::{check_actions, dry_run_actions, run_actions};
 pub use approvals::{Decision, DormantSweep, approvals, decide, dormant_sweep};
 pub(crate) use policy::received_events;
 pub use policy::{Applied, Drifted, Prepared, SavedPlan, Situation};
+pub use recover::Recovered;
 
 use crate::config::Config;
 use crate::engine::{RunError, SpecError};
@@ -205,15 +207,19 @@ impl Workspace {
 
     /// Exclusive use of the apps for one run: the run lock, or the owner's next turn
     /// (waited for: scheduled and requested runs queue behind each other).
+    /// Whoever holds it first settles what a run that was cut off left in flight
+    /// ([`Workspace::recover`]), so every plan starts from what the apps really hold.
     pub(crate) async fn hold_run(&self, holder: &str) -> Result<RunHold, OpError> {
-        match &self.runs {
-            Runs::PerRun => Ok(RunHold::Lock {
+        let hold = match &self.runs {
+            Runs::PerRun => RunHold::Lock {
                 _held: self.store.lock_run(holder)?,
-            }),
-            Runs::Owned { turn, .. } => Ok(RunHold::Turn {
+            },
+            Runs::Owned { turn, .. } => RunHold::Turn {
                 _held: Arc::clone(turn).lock_owned().await,
-            }),
-        }
+            },
+        };
+        self.recover().await?;
+        Ok(hold)
     }
 
     /// The configured apps, or the named ones if each is configured.

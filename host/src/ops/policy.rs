@@ -215,6 +215,7 @@ impl Workspace {
         run_id: &str,
         allow_large_revoke: bool,
         progress: Arc<dyn Progress>,
+        origin: &crate::model::RunOrigin,
     ) -> Result<Applied, OpError> {
         let mut options = self.config.engine.clone();
         options.allow_large_revoke = allow_large_revoke;
@@ -226,6 +227,7 @@ impl Workspace {
             run_id,
             &options,
             progress,
+            origin,
         )
         .await
         .map_err(|e| match e {

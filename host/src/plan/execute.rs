@@ -14,6 +14,9 @@
 //! 4. Sensitive grants without an approval get an approval request; holds the policy no
 //!    longer needs are lifted; every action is recorded with its evidence and the policy
 //!    hash.
+//! 5. Crash safety: each action's intent is in state before its first write and its
+//!    outcome as soon as it ends ([`Settle`]); an intent left open by a run that was cut
+//!    off is read back and settled by `ops::recover` before the next run plans.
 
 use std::sync::Arc;
 
@@ -21,14 +24,17 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Change, ChangeOp, Plan};
+use std::collections::HashMap;
+
 use crate::engine::{
-    self, ActionOutcome, ActionReport, ActionSpec, EngineOptions, Op, Progress, RunError, RunReport,
+    self, ActionOutcome, ActionReport, ActionSpec, EngineOptions, JournalEntry, Op, Progress,
+    RunError, RunReport,
 };
 use crate::host::Host;
-use crate::model::{Entitlement, Subject};
+use crate::model::{Entitlement, RunOrigin, Subject, Trigger};
 use crate::people::People;
 use crate::state::{
-    ActionRecord, Approval, Hold, ManagedGrant, ManagedStatus, NewApproval, PersonRecord,
+    ActionRecord, Approval, Hold, Intent, ManagedGrant, ManagedStatus, NewApproval, PersonRecord,
     RunRecord, StateError, StateStore,
 };
 
@@ -58,7 +64,8 @@ struct Planned<'a> {
     change: &'a Change,
 }
 
-/// Runs `plan` through the engine and records the outcome in `store`.
+/// Runs `plan` through the engine and records the outcome in `store`: each action's
+/// intent before its first write, its outcome as soon as it ends.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_plan(
     host: Arc<Host>,
@@ -68,6 +75,7 @@ pub async fn apply_plan(
     run_id: &str,
     options: &EngineOptions,
     progress: Arc<dyn Progress>,
+    origin: &RunOrigin,
 ) -> Result<ApplyOutcome, ApplyError> {
     let at = plan.at;
     // Runs carry the wall-clock time they ran; `at` (what the plan was made for) decides
@@ -84,6 +92,7 @@ pub async fn apply_plan(
     let mut options = options.clone();
     options.managed_grants = Some(store.managed_count()?);
 
+    let triggers = Triggers::new(store, plan, people, origin)?;
     let email = |person: &str| {
         people
             .people
@@ -115,6 +124,7 @@ pub async fn apply_plan(
                 email(&person.id),
                 &plan.policy_hash,
                 &person.id,
+                triggers.of(&person.id, change),
             ));
             planned.push(Planned {
                 person: &person.id,
@@ -123,17 +133,19 @@ pub async fn apply_plan(
         }
     }
 
-    let first = match engine::run(
-        Arc::clone(&host),
+    let settle = Settle {
+        store,
+        at,
+        policy_hash: &plan.policy_hash,
         run_id,
-        specs,
-        &options,
-        Arc::clone(&progress),
+    };
+    let first = match journaled(
+        &host, &settle, run_id, specs, &planned, 0, &options, &progress,
     )
     .await
     {
         Ok(report) => report,
-        Err(refused) => {
+        Err(ApplyError::Refused(refused)) => {
             store.finish_run(
                 run_id,
                 Utc::now(),
@@ -141,6 +153,7 @@ pub async fn apply_plan(
             )?;
             return Err(refused.into());
         }
+        Err(e) => return Err(e),
     };
 
     // Phase 2: the grant half of each level decrease whose revoke verified.
@@ -157,6 +170,7 @@ pub async fn apply_plan(
                 email(p.person),
                 &plan.policy_hash,
                 p.person,
+                triggers.of(p.person, p.change),
             ));
             second_planned.push(Planned {
                 person: p.person,
@@ -168,30 +182,21 @@ pub async fn apply_plan(
         None
     } else {
         // Phase 2 only grants, so the blast-radius guard has nothing to add.
+        let offset = first.actions.len() as u32;
         Some(
-            engine::run(
-                host,
+            journaled(
+                &host,
+                &settle,
                 &format!("{run_id}.2"),
                 second_specs,
+                &second_planned,
+                offset,
                 &options,
-                progress,
+                &progress,
             )
             .await?,
         )
     };
-
-    // State follows the evidence.
-    let mut index = 0u32;
-    for (p, report) in planned.iter().zip(&first.actions) {
-        record(store, plan, run_id, index, p, report)?;
-        index += 1;
-    }
-    if let Some(second) = &second {
-        for (p, report) in second_planned.iter().zip(&second.actions) {
-            record(store, plan, run_id, index, p, report)?;
-            index += 1;
-        }
-    }
 
     let mut requested_approvals = Vec::new();
     let mut lifted_holds = 0;
@@ -253,6 +258,140 @@ pub async fn apply_plan(
     })
 }
 
+/// Runs one phase through the engine while recording, as the engine reports them, each
+/// action's intent (before its first write) and its outcome (as soon as it ends).
+#[allow(clippy::too_many_arguments)]
+async fn journaled(
+    host: &Arc<Host>,
+    settle: &Settle<'_>,
+    engine_run: &str,
+    specs: Vec<ActionSpec>,
+    planned: &[Planned<'_>],
+    offset: u32,
+    options: &EngineOptions,
+    progress: &Arc<dyn Progress>,
+) -> Result<RunReport, ApplyError> {
+    let (journal, mut entries) = tokio::sync::mpsc::unbounded_channel();
+    let run = engine::run_journaled(
+        Arc::clone(host),
+        engine_run,
+        specs,
+        options,
+        Arc::clone(progress),
+        Some(journal),
+    );
+    let mut state_error: Option<StateError> = None;
+    let record = async {
+        // Ends when the engine is done and has dropped every sender.
+        while let Some(entry) = entries.recv().await {
+            match entry {
+                JournalEntry::Intent {
+                    index,
+                    spec,
+                    key,
+                    recorded,
+                } => {
+                    let p = &planned[index];
+                    let written = settle.store.record_intent(&Intent {
+                        idempotency_key: key,
+                        run_id: settle.run_id.to_owned(),
+                        index: offset + index as u32,
+                        person: Some(p.person.to_owned()),
+                        spec: json!(spec),
+                        change: Some(json!(p.change)),
+                        policy_hash: Some(settle.policy_hash.to_owned()),
+                        as_of: settle.at,
+                        started_at: Utc::now(),
+                    });
+                    let _ = recorded.send(written.map_err(|e| e.to_string()));
+                }
+                JournalEntry::Finished { report } => {
+                    let p = &planned[report.index];
+                    let index = offset + report.index as u32;
+                    if let Err(e) = settle.action(index, p.person, p.change, &report) {
+                        // The intent stays open: the next run reads the action back.
+                        tracing::error!(error = %e, key = %report.idempotency_key, "could not record an action's outcome");
+                        state_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+    };
+    let (report, ()) = tokio::join!(run, record);
+    let report = report?;
+    if let Some(e) = state_error {
+        return Err(e.into());
+    }
+    Ok(report)
+}
+
+/// Moves state as far as an action's evidence allows: the one place an outcome becomes
+/// state, for a finished action and for one recovered after a crash.
+pub(crate) struct Settle<'a> {
+    pub store: &'a dyn StateStore,
+    /// The time the plan was made for.
+    pub at: DateTime<Utc>,
+    pub policy_hash: &'a str,
+    pub run_id: &'a str,
+}
+
+/// Each action's trigger: the run's origin, the person's last HR event, the approval.
+struct Triggers {
+    origin: Trigger,
+    hr_events: HashMap<String, String>,
+    approvers: HashMap<i64, Option<String>>,
+    policy_hash: String,
+}
+
+impl Triggers {
+    fn new(
+        store: &dyn StateStore,
+        plan: &Plan,
+        people: &People,
+        origin: &RunOrigin,
+    ) -> Result<Triggers, StateError> {
+        let hr_events = people
+            .applied
+            .iter()
+            .map(|e| (e.person.clone(), e.id.clone()))
+            .collect();
+        let mut approvers = HashMap::new();
+        for change in plan.people.iter().flat_map(|p| &p.changes) {
+            if let ChangeOp::Grant {
+                approval: Some(id), ..
+            }
+            | ChangeOp::Revoke {
+                approval: Some(id), ..
+            } = change.op
+            {
+                approvers.insert(id, store.approval(id)?.and_then(|a| a.decided_by));
+            }
+        }
+        Ok(Triggers {
+            origin: Trigger::from_origin(origin),
+            hr_events,
+            approvers,
+            policy_hash: plan.policy_hash.clone(),
+        })
+    }
+
+    fn of(&self, person: &str, change: &Change) -> Trigger {
+        let approval = match change.op {
+            ChangeOp::Grant { approval, .. } | ChangeOp::Revoke { approval, .. } => approval,
+            _ => None,
+        };
+        Trigger {
+            person: Some(person.to_owned()),
+            rules: change.rules.clone(),
+            policy: Some(self.policy_hash.clone()),
+            hr_event: self.hr_events.get(person).cloned(),
+            approval,
+            approver: approval.and_then(|id| self.approvers.get(&id).cloned().flatten()),
+            ..self.origin.clone()
+        }
+    }
+}
+
 fn spec(
     op: Op,
     change: &Change,
@@ -260,6 +399,7 @@ fn spec(
     email: Option<String>,
     policy_hash: &str,
     person: &str,
+    trigger: Trigger,
 ) -> ActionSpec {
     let why = if change.why.is_empty() {
         String::new()
@@ -283,111 +423,115 @@ fn spec(
             &policy_hash[..policy_hash.len().min(12)],
             change.rules.join(", ")
         ),
+        trigger,
     }
 }
 
-/// Records one action and moves state as far as its evidence allows.
-fn record(
-    store: &dyn StateStore,
-    plan: &Plan,
-    run_id: &str,
-    index: u32,
-    planned: &Planned<'_>,
-    report: &ActionReport,
-) -> Result<(), StateError> {
-    let at = plan.at;
-    let change = planned.change;
-    let person = planned.person;
-    let (outcome, detail) = match &report.outcome {
-        ActionOutcome::Verified => ("verified", serde_json::Value::Null),
-        ActionOutcome::Pending { detail } => ("pending", json!(detail)),
-        ActionOutcome::Alerted { reason } => ("alerted", json!(reason)),
-    };
-    store.record_action(&ActionRecord {
-        run_id: run_id.to_owned(),
-        index,
-        idempotency_key: report.idempotency_key.clone(),
-        op: match report.op {
-            Op::Grant => "grant".into(),
-            Op::Revoke => "revoke".into(),
-        },
-        person: Some(person.to_owned()),
-        target: change.target.clone(),
-        subject: change.subject.clone(),
-        level: report.entitlement.level.clone(),
-        reason: change.why.clone(),
-        outcome: outcome.to_owned(),
-        attempts: report.attempts,
-        detail: json!({
-            "detail": detail,
-            "policy_hash": plan.policy_hash,
-            "rules": change.rules,
-            "last_observed": report.last_observed,
-            "last_error": report.last_error.as_ref().map(ToString::to_string),
-            "http": report.http,
-        }),
-        finished_at: Utc::now(),
-    })?;
+impl Settle<'_> {
+    /// Records one action and moves state as far as its evidence allows, then settles
+    /// its intent. Every step is an upsert, so a crash part-way is repaired by doing it
+    /// again (recovery does).
+    pub(crate) fn action(
+        &self,
+        index: u32,
+        person: &str,
+        change: &Change,
+        report: &ActionReport,
+    ) -> Result<(), StateError> {
+        let store = self.store;
+        let at = self.at;
+        let (outcome, detail) = match &report.outcome {
+            ActionOutcome::Verified => ("verified", serde_json::Value::Null),
+            ActionOutcome::Pending { detail } => ("pending", json!(detail)),
+            ActionOutcome::Alerted { reason } => ("alerted", json!(reason)),
+        };
+        store.record_action(&ActionRecord {
+            run_id: self.run_id.to_owned(),
+            index,
+            idempotency_key: report.idempotency_key.clone(),
+            op: match report.op {
+                Op::Grant => "grant".into(),
+                Op::Revoke => "revoke".into(),
+            },
+            person: Some(person.to_owned()),
+            target: change.target.clone(),
+            subject: change.subject.clone(),
+            level: report.entitlement.level.clone(),
+            reason: change.why.clone(),
+            outcome: outcome.to_owned(),
+            attempts: report.attempts,
+            detail: json!({
+                "detail": detail,
+                "policy_hash": self.policy_hash,
+                "rules": change.rules,
+                "last_observed": report.last_observed,
+                "last_error": report.last_error.as_ref().map(ToString::to_string),
+                "http": report.http,
+            }),
+            finished_at: Utc::now(),
+        })?;
+        crate::crash::point("state-record");
 
-    let managed = |status: ManagedStatus, granted_at: DateTime<Utc>| ManagedGrant {
-        person: person.to_owned(),
-        target: change.target.clone(),
-        subject: change.subject.clone(),
-        level: change.level.clone(),
-        rules: change.rules.clone(),
-        status,
-        granted_at,
-        expires_at: match &change.op {
-            ChangeOp::Grant { time_bound, .. }
-            | ChangeOp::Raise { time_bound, .. }
-            | ChangeOp::Lower { time_bound, .. }
-            | ChangeOp::Recheck { time_bound, .. } => time_bound.map(|b| b.expires_at(at)),
-            _ => None,
-        },
-        policy_hash: plan.policy_hash.clone(),
-        run_id: run_id.to_owned(),
-    };
-    match (report.op, &report.outcome) {
-        (Op::Grant, ActionOutcome::Verified) => {
-            store.record_managed(&managed(ManagedStatus::Active, at))?;
-            if let ChangeOp::Grant {
-                approval: Some(id), ..
-            } = change.op
-            {
-                store.mark_approval_done(id)?;
-            }
-        }
-        (Op::Grant, ActionOutcome::Pending { .. }) => {
-            let since = match change.op {
-                ChangeOp::Recheck { since, .. } => since,
-                _ => at,
-            };
-            store.record_managed(&managed(ManagedStatus::Pending, since))?;
-        }
-        (Op::Revoke, ActionOutcome::Verified) => {
-            store.forget_managed(person, &change.target)?;
-            if let ChangeOp::Revoke { hold, approval } = &change.op {
-                if let Some(hold) = hold {
-                    store.add_hold(&Hold {
-                        person: person.to_owned(),
-                        target: change.target.clone(),
-                        reason: hold.reason,
-                        since: at,
-                        detail: hold.detail.clone(),
-                    })?;
-                }
-                if let Some(id) = approval {
-                    store.mark_approval_done(*id)?;
+        let managed = |status: ManagedStatus, granted_at: DateTime<Utc>| ManagedGrant {
+            person: person.to_owned(),
+            target: change.target.clone(),
+            subject: change.subject.clone(),
+            level: change.level.clone(),
+            rules: change.rules.clone(),
+            status,
+            granted_at,
+            expires_at: match &change.op {
+                ChangeOp::Grant { time_bound, .. }
+                | ChangeOp::Raise { time_bound, .. }
+                | ChangeOp::Lower { time_bound, .. }
+                | ChangeOp::Recheck { time_bound, .. } => time_bound.map(|b| b.expires_at(at)),
+                _ => None,
+            },
+            policy_hash: self.policy_hash.to_owned(),
+            run_id: self.run_id.to_owned(),
+        };
+        match (report.op, &report.outcome) {
+            (Op::Grant, ActionOutcome::Verified) => {
+                store.record_managed(&managed(ManagedStatus::Active, at))?;
+                if let ChangeOp::Grant {
+                    approval: Some(id), ..
+                } = change.op
+                {
+                    store.mark_approval_done(id)?;
                 }
             }
-            // A level decrease's grant half follows in phase 2, whose record makes the
-            // grant managed again at the new level.
+            (Op::Grant, ActionOutcome::Pending { .. }) => {
+                let since = match change.op {
+                    ChangeOp::Recheck { since, .. } => since,
+                    _ => at,
+                };
+                store.record_managed(&managed(ManagedStatus::Pending, since))?;
+            }
+            (Op::Revoke, ActionOutcome::Verified) => {
+                store.forget_managed(person, &change.target)?;
+                if let ChangeOp::Revoke { hold, approval } = &change.op {
+                    if let Some(hold) = hold {
+                        store.add_hold(&Hold {
+                            person: person.to_owned(),
+                            target: change.target.clone(),
+                            reason: hold.reason,
+                            since: at,
+                            detail: hold.detail.clone(),
+                        })?;
+                    }
+                    if let Some(id) = approval {
+                        store.mark_approval_done(*id)?;
+                    }
+                }
+                // A level decrease's grant half follows in phase 2, whose record makes the
+                // grant managed again at the new level.
+            }
+            // Alerted, or a revoke reported pending: state is left as it was, so the next
+            // plan proposes the change again.
+            _ => {}
         }
-        // Alerted, or a revoke reported pending: state is left as it was, so the next
-        // plan proposes the change again.
-        _ => {}
+        store.close_intent(&report.idempotency_key)
     }
-    Ok(())
 }
 
 fn person_records(people: &People, at: DateTime<Utc>) -> Vec<PersonRecord> {

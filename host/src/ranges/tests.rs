@@ -51,6 +51,13 @@ fn every_numeric_key_has_a_row_and_every_row_a_key() {
     let schedule = ScheduleConfig::default();
     let hook: HrWebhookConfig =
         toml::from_str("secret = \"env:HR_SECRET\"").expect("a webhook with its defaults");
+    // Paths set, so only numbers are left unset-looking.
+    let audit = AuditConfig {
+        path: Some("audit.jsonl".into()),
+        signing_key: Some("audit.key".into()),
+        checkpoints: Some("checkpoints.jsonl".into()),
+        ..AuditConfig::default()
+    };
     for (section, serde, listed) in [
         (
             Section::Limits,
@@ -82,6 +89,11 @@ fn every_numeric_key_has_a_row_and_every_row_a_key() {
             serde_numeric_keys(serde_json::to_value(&hook).expect("serialise")),
             listed(&hook),
         ),
+        (
+            Section::Audit,
+            serde_numeric_keys(serde_json::to_value(&audit).expect("serialise")),
+            listed(&audit),
+        ),
     ] {
         assert_eq!(serde, listed, "{section:?}: Numeric impl vs the struct");
         assert_eq!(serde, rows(section), "{section:?}: SETTINGS vs the struct");
@@ -107,6 +119,7 @@ fn defaults_in_the_table_are_the_real_defaults_and_in_range() {
         (Section::Engine, engine),
         (Section::Schedule, schedule),
         (Section::HrWebhook, hook.numeric()),
+        (Section::Audit, AuditConfig::default().numeric()),
     ] {
         for (key, value) in values {
             let value = value.expect("every [limits] and [engine] key has a default");
@@ -143,6 +156,7 @@ enum Place {
     RateLimit,
     Schedule,
     HrWebhook,
+    Audit,
 }
 
 impl Place {
@@ -153,6 +167,7 @@ impl Place {
             Section::RateLimit => &[Place::RateLimit],
             Section::Schedule => &[Place::Schedule],
             Section::HrWebhook => &[Place::HrWebhook],
+            Section::Audit => &[Place::Audit],
         }
     }
 
@@ -164,6 +179,7 @@ impl Place {
             Place::RateLimit => format!("apps.gh.rate_limit.{key}"),
             Place::Schedule => format!("server.schedule.{key}"),
             Place::HrWebhook => format!("server.hr_webhook.{key}"),
+            Place::Audit => format!("audit.{key}"),
         }
     }
 
@@ -186,6 +202,7 @@ impl Place {
             Place::HrWebhook => {
                 format!("[server.hr_webhook]\nsecret = \"env:HR_SECRET\"\n{key} = {value}\n{APP}")
             }
+            Place::Audit => format!("[audit]\n{key} = {value}\n{APP}"),
         }
     }
 }

@@ -193,6 +193,7 @@ pub(super) async fn run_policy(
     scope: &Scope,
     allow_large_revoke: bool,
     holder: &str,
+    origin: &crate::model::RunOrigin,
 ) -> (JobStatus, serde_json::Value) {
     let ws = &service.workspace;
     let mut prepared = match ws.prepare_apply(&Sources::default(), None, holder).await {
@@ -263,7 +264,13 @@ pub(super) async fn run_policy(
     }
     let run_id = new_run_id();
     match ws
-        .run(&prepared, &run_id, allow_large_revoke, Arc::new(NoProgress))
+        .run(
+            &prepared,
+            &run_id,
+            allow_large_revoke,
+            Arc::new(NoProgress),
+            origin,
+        )
         .await
     {
         Err(e) => failed(&e),
@@ -358,13 +365,27 @@ pub(super) fn spawn_policy_job(
     let job = id.clone();
     let svc = Arc::clone(service);
     let holder = format!("{kind} job {id} for {requested_by}");
+    let kind = kind.to_owned();
+    let requested_by = requested_by.to_owned();
     let mut tasks = service.tasks.lock();
     // Finished tasks are kept until joined: reap them, so a long-running service does not
     // accumulate one per job.
     while tasks.try_join_next().is_some() {}
     tasks.spawn(async move {
         svc.jobs.update(&job, |j| j.status = JobStatus::Running);
-        let (status, detail) = run_policy(&svc, &scope, allow_large_revoke, &holder).await;
+        // An HR event's job names the HR source's token; a request the operator's.
+        let origin = crate::model::RunOrigin {
+            source: if kind == "hr-event" {
+                "hr-webhook"
+            } else {
+                "api"
+            }
+            .into(),
+            operator: None,
+            token: Some(requested_by.clone()),
+            schedule: None,
+        };
+        let (status, detail) = run_policy(&svc, &scope, allow_large_revoke, &holder, &origin).await;
         svc.jobs.update(&job, |j| {
             j.status = status;
             j.detail = detail;
@@ -419,7 +440,14 @@ async fn run_scheduled(service: &Arc<Service>, name: &str) {
     service.jobs.update(&id, |j| j.status = JobStatus::Running);
     let holder = format!("scheduled {name} ({id})");
     let (status, detail) = match name {
-        "reconcile" => run_policy(service, &Scope::Due, false, &holder).await,
+        "reconcile" => {
+            let origin = crate::model::RunOrigin {
+                source: "schedule".into(),
+                schedule: Some(name.to_owned()),
+                ..Default::default()
+            };
+            run_policy(service, &Scope::Due, false, &holder, &origin).await
+        }
         "drift" => drift_report(service).await,
         _ => dormant_sweep(service),
     };

@@ -174,6 +174,13 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StateError>;
     /// Record (or update) action `index` of a begun run.
     fn record_action(&self, action: &ActionRecord) -> Result<(), StateError>;
+    /// Records that an action is about to make its first write call; durable when this
+    /// returns.
+    fn record_intent(&self, intent: &Intent) -> Result<(), StateError>;
+    /// Intents whose action was never settled (a run cut off), oldest first.
+    fn open_intents(&self) -> Result<Vec<Intent>, StateError>;
+    /// Settles an intent: its outcome is in state.
+    fn close_intent(&self, idempotency_key: &str) -> Result<(), StateError>;
     /// Every run, by start time, then id.
     fn runs(&self) -> Result<Vec<RunRecord>, StateError>;
     /// The actions of one run, by index. Empty for an unknown run.
@@ -340,6 +347,25 @@ pub struct ReceivedHrEvent {
     pub source: String,
     /// The event in the HR events file format (one element of its `events` list).
     pub entry: serde_json::Value,
+}
+
+/// An action that set out (its intent is recorded before its first write) and is not
+/// settled yet. Left behind only by a run that was cut off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub idempotency_key: String,
+    pub run_id: String,
+    /// Its index among the run's recorded actions.
+    pub index: u32,
+    pub person: Option<String>,
+    /// The engine action: op, app, subject, entitlement, trigger.
+    pub spec: serde_json::Value,
+    /// The plan change it carries out; None for a hand-written actions file.
+    pub change: Option<serde_json::Value>,
+    pub policy_hash: Option<String>,
+    /// The time the run's plan was made for.
+    pub as_of: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
 }
 
 /// One `portcullis apply` run.

@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    ActionRecord, Approval, ApprovalStatus, DesiredRow, Hold, ManagedGrant, NewApproval,
+    ActionRecord, Approval, ApprovalStatus, DesiredRow, Hold, Intent, ManagedGrant, NewApproval,
     ObservedGrant, ObservedListing, PersonRecord, ReceivedHrEvent, RunLock, RunRecord, StateError,
     StateStore, Target, UsageRecord, lockfile,
 };
@@ -39,6 +39,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("migrations/0002_observed_listings.sql")),
     M::up(include_str!("migrations/0003_run_as_of.sql")),
     M::up(include_str!("migrations/0004_hr_events.sql")),
+    M::up(include_str!("migrations/0005_intents.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -1086,6 +1087,67 @@ impl StateStore for SqliteStore {
                 to_json(&action.detail)?,
                 ts(&action.finished_at),
             ])?;
+            Ok(())
+        })
+    }
+
+    fn record_intent(&self, intent: &Intent) -> Result<(), StateError> {
+        let op = format!("record the intent of action {}", intent.idempotency_key);
+        self.write(op, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO intents (idempotency_key, run_id, idx, person, spec, change,
+                                      policy_hash, as_of, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )?
+            .execute(params![
+                intent.idempotency_key,
+                intent.run_id,
+                intent.index,
+                intent.person,
+                to_json(&intent.spec)?,
+                intent.change.as_ref().map(to_json).transpose()?,
+                intent.policy_hash,
+                ts(&intent.as_of),
+                ts(&intent.started_at),
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn open_intents(&self) -> Result<Vec<Intent>, StateError> {
+        self.read("read open intents", |conn| {
+            list(
+                conn,
+                "SELECT idempotency_key, run_id, idx, person, spec, change, policy_hash, as_of,
+                        started_at
+                 FROM intents ORDER BY started_at, run_id, idx",
+                [],
+                |row| {
+                    Ok(Intent {
+                        idempotency_key: row.get(0)?,
+                        run_id: row.get(1)?,
+                        index: row.get(2)?,
+                        person: row.get(3)?,
+                        spec: get_json(row, 4)?,
+                        change: match row.get::<_, Option<String>>(5)? {
+                            None => None,
+                            Some(_) => Some(get_json(row, 5)?),
+                        },
+                        policy_hash: row.get(6)?,
+                        as_of: get_time(row, 7)?,
+                        started_at: get_time(row, 8)?,
+                    })
+                },
+            )
+        })
+    }
+
+    fn close_intent(&self, idempotency_key: &str) -> Result<(), StateError> {
+        let op = format!("settle the intent of action {idempotency_key}");
+        self.write(op, |tx| {
+            tx.prepare_cached("DELETE FROM intents WHERE idempotency_key = ?1")?
+                .execute([idempotency_key])?;
             Ok(())
         })
     }

@@ -207,6 +207,7 @@ async fn throughput() {
                 level: None,
             },
             reason: "bench".into(),
+            trigger: Default::default(),
         })
         .collect();
     let rounds: Vec<Round> = rounds_of(&actions, Duration::ZERO, true).await;
@@ -439,6 +440,7 @@ async fn rate_limit() {
                 level: None,
             },
             reason: "bench".into(),
+            trigger: Default::default(),
         })
         .collect();
     let mut config = app(

@@ -172,7 +172,13 @@ async fn webhook_to_verified() {
             .await
             .expect("prepared");
         let applied = ws
-            .run(&prepared, "bench-direct", false, Arc::new(NoProgress))
+            .run(
+                &prepared,
+                "bench-direct",
+                false,
+                Arc::new(NoProgress),
+                &portcullis::model::RunOrigin::default(),
+            )
             .await
             .expect("ran");
         (started.elapsed(), applied.outcome.report.actions.len())

@@ -36,6 +36,7 @@ fn grant(app: &str, subject: &str, kind: &str, resource: &str, level: Option<&st
             level: level.map(str::to_owned),
         },
         reason: "engine test".into(),
+        trigger: Default::default(),
     }
 }
 

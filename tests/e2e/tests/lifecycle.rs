@@ -107,6 +107,7 @@ impl World {
             run,
             options,
             Arc::new(NoProgress),
+            &portcullis::model::RunOrigin::default(),
         )
         .await
     }

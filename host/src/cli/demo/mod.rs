@@ -29,6 +29,7 @@ use crate::plan::Plan;
 use crate::plan::render::render;
 use steps::{Finding, Step};
 use world::World;
+pub use world::start_simulators;
 
 /// Why the two AWS apps of the example are not in the demo, in one line.
 const AWS_LEFT_OUT: &str = "AWS (aws-dev, aws-staging) is left out: its plugin is tested against a Python moto server, which the demo does not start";
@@ -83,9 +84,9 @@ impl Ended {
     }
 }
 
-pub(crate) async fn run(json: bool) -> Exit {
+pub(crate) async fn run(json: bool, dir: Option<&std::path::Path>) -> Exit {
     let out = Out { json };
-    let world = match World::start().await {
+    let world = match World::start(dir).await {
         Ok(world) => world,
         Err(e) => return bad_input(&format!("the demo cannot start: {e}"), json),
     };
@@ -122,10 +123,21 @@ fn intro(world: &World, out: &Out) {
         ));
     }
     out.line(format!("  {AWS_LEFT_OUT}"));
-    out.line(format!(
-        "  state: SQLite at {} (deleted when the demo ends)",
-        world.state_path().display()
-    ));
+    if world.kept() {
+        let dir = world.state_path();
+        let dir = dir.parent().unwrap_or(std::path::Path::new("."));
+        out.line(format!(
+            "  state: SQLite at {}, audit trail {}/audit.jsonl (kept; check it with `portcullis --config {}/portcullis.toml audit verify`)",
+            world.state_path().display(),
+            dir.display(),
+            dir.display()
+        ));
+    } else {
+        out.line(format!(
+            "  state: SQLite at {} (deleted when the demo ends)",
+            world.state_path().display()
+        ));
+    }
     out.line("  policy: host/src/cli/demo/policy.toml (the example without AWS); HR events: examples/josh/hr-events.json");
 }
 

@@ -4,12 +4,13 @@
 //! directory.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tempfile::TempDir;
 
-use crate::audit::MemorySink;
+use crate::audit::{FanOut, JsonLinesSink, MemorySink};
 use crate::config::{AppConfig, Config, NetworkPolicy};
 use crate::discover::{Discovery, discover};
 use crate::engine::{EngineOptions, NoProgress};
@@ -97,6 +98,58 @@ pub(super) mod at {
     pub const AFTER: &str = "2027-07-01T09:00:00Z";
 }
 
+/// The demo's state directory: deleted at the end, or the user's `--dir`.
+enum StateDir {
+    Temporary(TempDir),
+    Kept(std::path::PathBuf),
+}
+
+impl StateDir {
+    fn path(&self) -> &Path {
+        match self {
+            StateDir::Temporary(dir) => dir.path(),
+            StateDir::Kept(dir) => dir,
+        }
+    }
+
+    pub fn kept(&self) -> bool {
+        matches!(self, StateDir::Kept(_))
+    }
+}
+
+/// What `demo --dir` leaves besides state and trail: a config naming them, the policy and
+/// the HR events, so `portcullis --config DIR/portcullis.toml audit verify` (and `audit
+/// query`, `plan`) work on them afterwards.
+fn write_workspace(dir: &Path) -> Result<(), String> {
+    let config = r#"# Written by `portcullis demo --dir`: the demo's state, audit trail and policy.
+# The demo's simulators stopped when it ended, so no [apps] are configured; use this
+# config with `portcullis audit verify`, `audit query`, `audit prove`, `approvals`.
+[state]
+path = "state.db"
+
+[audit]
+path = "audit.jsonl"
+
+[policy]
+path = "policy.toml"
+
+[people]
+directory = "people.json"
+events = "hr-events.json"
+"#;
+    for (name, text) in [
+        ("portcullis.toml", config),
+        ("policy.toml", POLICY),
+        ("hr-events.json", HR_EVENTS),
+        // Josh arrives through his hire event.
+        ("people.json", r#"{ "people": [] }"#),
+    ] {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))?;
+    }
+    Ok(())
+}
+
 /// One of the [`at`] times.
 pub(super) fn time(text: &str) -> DateTime<Utc> {
     parse_time(text).expect("the demo's times are RFC 3339")
@@ -111,7 +164,8 @@ pub(super) struct World {
     pub audit: MemorySink,
     /// Declared before the directory it lives in, so it is closed before that is deleted.
     pub store: SqliteStore,
-    state_dir: TempDir,
+    /// Where state, audit trail and config live: a temporary directory, or `--dir`.
+    state_dir: StateDir,
     pub policy: Policy,
     directory: Directory,
     events: HrEvents,
@@ -120,15 +174,39 @@ pub(super) struct World {
 }
 
 impl World {
-    /// Starts and seeds the simulators, builds the host and opens the state store.
-    pub async fn start() -> Result<World, String> {
+    /// Starts and seeds the simulators, builds the host and opens the state store; in
+    /// `dir` (kept, with a config and the audit trail) or a temporary directory.
+    pub async fn start(dir: Option<&Path>) -> Result<World, String> {
         let (github, jira, slack, gdrive) = start_simulators()
             .await
             .map_err(|e| format!("cannot start a simulator: {e}"))?;
         let config = demo_config(&github, &jira, &slack, &gdrive)?;
+        let state_dir = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                write_workspace(dir)?;
+                StateDir::Kept(dir.to_owned())
+            }
+            None => StateDir::Temporary(
+                tempfile::Builder::new()
+                    .prefix("portcullis-demo-")
+                    .tempdir()
+                    .map_err(|e| {
+                        format!("cannot create a temporary directory for the state: {e}")
+                    })?,
+            ),
+        };
         let audit = MemorySink::new();
+        let sink: Arc<dyn crate::audit::AuditSink> = match dir {
+            Some(dir) => Arc::new(FanOut(vec![
+                Arc::new(audit.clone()),
+                Arc::new(JsonLinesSink::open(&dir.join("audit.jsonl")).map_err(|e| e.to_string())?),
+            ])),
+            None => Arc::new(audit.clone()),
+        };
         let host = Host::builder(config)
-            .audit(Arc::new(audit.clone()))
+            .audit(sink)
             .build()
             .map_err(|e| e.to_string())?;
         let mut catalog = BTreeMap::new();
@@ -139,10 +217,6 @@ impl World {
                 .map_err(|e| format!("cannot describe app `{app}`: {e}"))?;
             catalog.insert(app.to_owned(), info);
         }
-        let state_dir = tempfile::Builder::new()
-            .prefix("portcullis-demo-")
-            .tempdir()
-            .map_err(|e| format!("cannot create a temporary directory for the state: {e}"))?;
         let store =
             SqliteStore::open(&state_dir.path().join("state.db")).map_err(|e| e.to_string())?;
         Ok(World {
@@ -174,6 +248,11 @@ impl World {
 
     pub fn state_path(&self) -> std::path::PathBuf {
         self.state_dir.path().join("state.db")
+    }
+
+    /// True when the state directory outlives the demo (`--dir`).
+    pub fn kept(&self) -> bool {
+        self.state_dir.kept()
     }
 
     pub fn people(&self, at: DateTime<Utc>) -> Result<People, String> {
@@ -217,6 +296,10 @@ impl World {
             run_id,
             &options,
             Arc::new(NoProgress),
+            &crate::model::RunOrigin {
+                source: "demo".into(),
+                ..Default::default()
+            },
         )
         .await)
     }
@@ -247,7 +330,8 @@ impl World {
     }
 }
 
-pub(super) async fn start_simulators() -> std::io::Result<(
+/// The demo's four simulators, seeded for Josh (also used by the crash-safety tests).
+pub async fn start_simulators() -> std::io::Result<(
     GithubSimulator,
     JiraSimulator,
     SlackSimulator,

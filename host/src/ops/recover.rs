@@ -1,0 +1,173 @@
+//! Recovery of runs that were cut off (a crash, SIGKILL, power loss). Whoever takes the
+//! run lock next first reads back every action whose intent is in state without an
+//! outcome, and settles it by what the app shows, before anything is planned:
+//! - applied (present at the level, or pending like an invitation): state records it, so
+//!   the plan does not write it again (no second invitation);
+//! - not applied: recorded as `interrupted`; the plan proposes it again, and it runs
+//!   with a fresh intent.
+//!
+//! An app that cannot be read back stops the run (its actions are not retried blind),
+//! naming the action; the intent stays open for the next attempt.
+
+use serde_json::json;
+
+use super::{OpError, Workspace};
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::engine::{ActionOutcome, ActionReport, ActionSpec, Op};
+use crate::model::{Action, GrantOutcome, RevokeOutcome};
+use crate::plan::Change;
+use crate::plan::execute::Settle;
+use crate::readback::{Verdict, grant_verdict, revoke_verdict};
+use crate::state::Intent;
+
+/// One action settled by recovery.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub idempotency_key: String,
+    pub run_id: String,
+    /// True when the app showed it done.
+    pub applied: bool,
+}
+
+impl Workspace {
+    /// Settles every open intent (see the module docs). Call under the run lock.
+    pub(crate) async fn recover(&self) -> Result<Vec<Recovered>, OpError> {
+        let open = self.store.open_intents()?;
+        let mut recovered = Vec::with_capacity(open.len());
+        for intent in &open {
+            recovered.push(self.recover_one(intent).await?);
+        }
+        // Every run still marked running is over: nothing else holds the lock.
+        for run in self.store.runs()? {
+            if run.finished_at.is_none() {
+                let settled: Vec<&Recovered> =
+                    recovered.iter().filter(|r| r.run_id == run.id).collect();
+                self.store.finish_run(
+                    &run.id,
+                    chrono::Utc::now(),
+                    &json!({
+                        "interrupted": true,
+                        "recovered_applied": settled.iter().filter(|r| r.applied).count(),
+                        "recovered_not_applied": settled.iter().filter(|r| !r.applied).count(),
+                    }),
+                )?;
+            }
+        }
+        Ok(recovered)
+    }
+
+    async fn recover_one(&self, intent: &Intent) -> Result<Recovered, OpError> {
+        let key = &intent.idempotency_key;
+        let bad = |what: String| {
+            OpError::Input(format!(
+                "the open intent {key} in state is damaged ({what}); inspect it with `portcullis runs` and remove it by hand"
+            ))
+        };
+        let spec: ActionSpec =
+            serde_json::from_value(intent.spec.clone()).map_err(|e| bad(e.to_string()))?;
+        let change: Option<Change> = intent
+            .change
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?;
+        let readback = self
+            .host
+            .verify(&spec.app, &spec.subject, &spec.entitlement)
+            .await;
+        let observed = match readback.result {
+            Ok(observed) => observed,
+            Err(error) => {
+                return Err(OpError::Input(format!(
+                    "run {} was cut off while action {key} ({:?} {} for {} in {}) was in flight, and reading it back failed: {error}; nothing was run, so it is not written twice. Make {} reachable and run again",
+                    intent.run_id, spec.op, spec.entitlement, spec.subject.id, spec.app, spec.app
+                )));
+            }
+        };
+        let action = Action {
+            subject: spec.subject.clone(),
+            entitlement: spec.entitlement.clone(),
+            idempotency_key: key.clone(),
+            reason: spec.reason.clone(),
+        };
+        let kind = self
+            .host
+            .connector_info(&spec.app)
+            .await
+            .ok()
+            .and_then(|info| info.kind(&spec.entitlement.kind).cloned());
+        let verdict = match spec.op {
+            Op::Grant => grant_verdict(
+                kind.as_ref(),
+                &action,
+                &GrantOutcome::Granted,
+                observed.clone(),
+            ),
+            Op::Revoke => revoke_verdict(&RevokeOutcome::Revoked, observed.clone()),
+        };
+        let outcome = match verdict {
+            Verdict::Verified { .. } => ActionOutcome::Verified,
+            Verdict::Pending { detail, .. } => ActionOutcome::Pending { detail },
+            _ => ActionOutcome::Alerted {
+                reason: format!(
+                    "interrupted before it took effect (read back: {observed}); the next plan proposes it again"
+                ),
+            },
+        };
+        let applied = !matches!(outcome, ActionOutcome::Alerted { .. });
+        let report = ActionReport {
+            index: intent.index as usize,
+            op: spec.op,
+            app: spec.app.clone(),
+            subject: spec.subject.clone(),
+            entitlement: spec.entitlement.clone(),
+            idempotency_key: key.clone(),
+            outcome,
+            attempts: 0,
+            last_observed: Some(observed.clone()),
+            last_error: None,
+            http: readback.report.http,
+            duration_ms: 0.0,
+        };
+        let plugin_sha256 = self
+            .host
+            .app(&spec.app)
+            .map(|a| a.plugin.sha256.clone())
+            .unwrap_or_default();
+        self.host
+            .audit_sink()
+            .record(&AuditRecord {
+                at: chrono::Utc::now(),
+                call_id: key.clone(),
+                app: spec.app.clone(),
+                plugin_sha256,
+                event: AuditEvent::ActionRecovered {
+                    run: intent.run_id.clone(),
+                    finding: if applied { "applied" } else { "not-applied" }.into(),
+                    evidence: Some(observed),
+                    error: None,
+                },
+            })
+            .map_err(|e| OpError::Input(format!("cannot audit the recovery of {key}: {e}")))?;
+        match (&change, &intent.person) {
+            (Some(change), Some(person)) => {
+                let settle = Settle {
+                    store: self.store.as_ref(),
+                    at: intent.as_of,
+                    policy_hash: intent.policy_hash.as_deref().unwrap_or_default(),
+                    run_id: &intent.run_id,
+                };
+                settle
+                    .action(intent.index, person, change, &report)
+                    .map_err(OpError::StateDuringRun)?;
+            }
+            _ => self.store.close_intent(key)?,
+        }
+        tracing::warn!(key = %key, run = %intent.run_id, applied, "recovered an interrupted action");
+        Ok(Recovered {
+            idempotency_key: key.clone(),
+            run_id: intent.run_id.clone(),
+            applied,
+        })
+    }
+}
