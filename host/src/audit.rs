@@ -217,6 +217,12 @@ pub trait AuditSink: Send + Sync + 'static {
         let _ = reason;
         Ok(())
     }
+
+    /// Called by a long-running process (the service's scheduler) between records, so an
+    /// idle trail still gets its interval checkpoint.
+    fn tick(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
 }
 
 /// The sink a config asks for: its `[audit] path` as a checkpointed JSON-lines trail,
@@ -273,6 +279,10 @@ impl AuditSink for FanOut {
 
     fn checkpoint(&self, reason: &str) -> Result<(), AuditError> {
         self.0.iter().try_for_each(|sink| sink.checkpoint(reason))
+    }
+
+    fn tick(&self) -> Result<(), AuditError> {
+        self.0.iter().try_for_each(|sink| sink.tick())
     }
 }
 

@@ -1559,3 +1559,54 @@ async fn audit_verify_passes_an_untouched_trail_and_names_the_first_tampered_rec
     let output = portcullis(dir.path(), &["audit", "verify", "--file", "nowhere.jsonl"]).await;
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn demo_dir_keeps_a_trail_that_verifies_and_answers_who_what_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = portcullis(dir.path(), &["demo", "--dir", "josh"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let config = "josh/portcullis.toml";
+    let output = portcullis(dir.path(), &["--config", config, "audit", "verify"]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("signed checkpoints hold"), "{text}");
+    let output = portcullis(
+        dir.path(),
+        &[
+            "--json",
+            "--config",
+            config,
+            "audit",
+            "query",
+            "--person",
+            "E1001",
+            "--kind",
+            "action-started",
+        ],
+    )
+    .await;
+    let doc = stdout_json(&output);
+    let records = doc["records"].as_array().expect("records");
+    assert!(records.len() >= 22, "{doc}");
+    // The hire's grants name the HR event and the rules behind them.
+    let hire = &records[0]["trigger"];
+    assert_eq!(hire["hr_event"], "HR-4711", "{hire}");
+    assert_eq!(hire["person"], "E1001", "{hire}");
+    assert_eq!(hire["source"], "demo", "{hire}");
+    assert!(
+        hire["rules"].as_array().is_some_and(|r| !r.is_empty()),
+        "{hire}"
+    );
+    // The leaver's revokes name the termination.
+    assert!(
+        records
+            .iter()
+            .any(|r| r["op"] == "revoke" && r["trigger"]["hr_event"] == "HR-4901"),
+        "{doc}"
+    );
+}

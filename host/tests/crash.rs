@@ -304,6 +304,8 @@ async fn scenario(cache: &Path, leave: bool, crash: Option<&str>) -> Outcome {
         "{crash:?}: {text}\n{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+    // Every run ends sealed by a signed checkpoint.
+    assert!(text.contains("; 0 records after it"), "{crash:?}: {text}");
     if crash.is_some_and(|p| p.starts_with("audit-line")) {
         assert!(text.contains("torn line sealed"), "{crash:?}: {text}");
     }

@@ -332,6 +332,18 @@ impl AuditSink for JsonLinesSink {
     fn checkpoint(&self, reason: &str) -> Result<(), AuditError> {
         self.checkpoint_now(reason)
     }
+
+    fn tick(&self) -> Result<(), AuditError> {
+        let due = {
+            let writer = self.writer.lock();
+            writer.since_checkpoint > 0
+                && writer.last_checkpoint.elapsed() >= self.options.checkpoint_interval
+        };
+        if due {
+            self.checkpoint_now("interval")?;
+        }
+        Ok(())
+    }
 }
 
 impl JsonLinesSink {

@@ -45,7 +45,15 @@ pub async fn run_actions(
     options: &EngineOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<RunReport, OpError> {
-    engine::run(host, run_id, file.into_actions(), options, progress)
-        .await
-        .map_err(refused)
+    let report = engine::run(
+        Arc::clone(&host),
+        run_id,
+        file.into_actions(),
+        options,
+        progress,
+    )
+    .await
+    .map_err(refused);
+    super::seal_run(&host, run_id);
+    report
 }

@@ -31,6 +31,15 @@ use crate::host::Host;
 use crate::people::parse_time;
 use crate::state::{RunLock, SqliteStore, StateError, StateStore};
 
+/// Seals a run's records with a signed checkpoint (its end is one of the checkpoint
+/// moments). A failure is logged: the records are written, only their seal is late (the
+/// next record, interval or shutdown writes it).
+pub(crate) fn seal_run(host: &Host, run_id: &str) {
+    if let Err(e) = host.audit_sink().checkpoint("run-end") {
+        tracing::error!(run = run_id, error = %e, "could not write the run's audit checkpoint");
+    }
+}
+
 /// Why an operation did not happen (or, for the last two, did not fully happen).
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {

@@ -229,8 +229,9 @@ impl Workspace {
             progress,
             origin,
         )
-        .await
-        .map_err(|e| match e {
+        .await;
+        super::seal_run(&self.host, run_id);
+        let outcome = outcome.map_err(|e| match e {
             ApplyError::Refused(refused @ RunError::BlastRadius { .. }) => {
                 OpError::Refused(refused)
             }

@@ -431,6 +431,9 @@ pub(super) async fn scheduler(service: Arc<Service>, mut stop: tokio::sync::watc
         }
         let (name, every) = jobs[i];
         run_scheduled(&service, name).await;
+        if let Err(e) = service.workspace.host.audit_sink().tick() {
+            tracing::error!(error = %e, "could not write an interval audit checkpoint");
+        }
         next[i] = tokio::time::Instant::now() + Duration::from_secs(every);
     }
 }
