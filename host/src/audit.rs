@@ -93,8 +93,8 @@ pub enum AuditEvent {
     /// `call_id` is the action's idempotency key.
     ActionRecovered {
         run: String,
-        /// `applied` (the app shows it; state now records it) or `not-applied` (the
-        /// plan proposes it again).
+        /// `applied` (the app shows it; state now records it), `not-applied` (the plan
+        /// proposes it again) or `app-removed` (no longer configured: closed unread).
         finding: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         evidence: Option<crate::model::Observed>,

@@ -299,7 +299,7 @@ impl AuditSink for JsonLinesSink {
         let body = crate::redact::global().scrub_bytes(&line).into_owned();
         let options = &self.options;
         let (ticket, due) = self.locked(|writer| {
-            let ticket = writer.append(&body, true)?;
+            let ticket = writer.append(&body, Line::Event)?;
             let due = if writer.since_checkpoint >= options.checkpoint_every {
                 Some("every-n")
             } else if writer.last_checkpoint.elapsed() >= options.checkpoint_interval {
@@ -544,7 +544,7 @@ impl Writer {
         }))
         .map_err(std::io::Error::other)?;
         tracing::warn!(offset, bytes = fragment.len(), "sealed a torn audit line");
-        self.append(&body, false)?;
+        self.append(&body, Line::Seal)?;
         Ok(())
     }
 
@@ -581,12 +581,15 @@ impl Writer {
     }
 
     /// Appends one record after the chain's tail; returns its ticket.
-    fn append(&mut self, body: &[u8], crash_point: bool) -> std::io::Result<u64> {
+    /// `kind` says what the sink is writing: an event (with the crash point of the
+    /// crash tests between its halves), a seal or a checkpoint.
+    fn append(&mut self, body: &[u8], kind: Line) -> std::io::Result<u64> {
         let seq = self.seq + 1;
         let mut line = chain::link(seq, &self.prev, body);
         let hash = sha256_hex(&line);
         let leaf = leaf_hash(&line);
-        let checkpoint = is_checkpoint(&line);
+        let checkpoint = kind == Line::Checkpoint;
+        let crash_point = kind == Line::Event;
         line.push(b'\n');
         if crash_point {
             // Half a line on disk, then (under the crash tests) a SIGKILL.
@@ -639,9 +642,17 @@ impl Writer {
             "frontier": self.frontier.subtrees().iter().map(hex::encode).collect::<Vec<_>>(),
         }))
         .map_err(std::io::Error::other)?;
-        self.append(&body, false)?;
+        self.append(&body, Line::Checkpoint)?;
         Ok(Some(checkpoint))
     }
+}
+
+/// What kind of line the sink appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Event,
+    Seal,
+    Checkpoint,
 }
 
 /// True for a checkpoint record's line.

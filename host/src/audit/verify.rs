@@ -335,6 +335,13 @@ impl Walk {
             if Some(&copy.trail) != self.trail.as_ref() {
                 continue; // another trail's checkpoint sharing the file
             }
+            if self.key.as_ref().is_some_and(|key| *key != copy.key) {
+                return Err(format!(
+                    "the checkpoint copy at line {line} of the second location is signed by key {} but the trail's checkpoints by {}: forged",
+                    copy.key,
+                    self.key.as_deref().unwrap_or_default()
+                ));
+            }
             if copy.root != root {
                 return Err(format!(
                     "records 1..{size} do not hash to the root the checkpoint copy at line {line} of the second location signed at {}: the trail was changed after it was signed",

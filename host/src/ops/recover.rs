@@ -71,6 +71,34 @@ impl Workspace {
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| bad(e.to_string()))?;
+        // An app removed from the config since: nothing can read it back, and no plan
+        // will write to it again; the intent is closed with the reason audited.
+        if self.host.app(&spec.app).is_none() {
+            self.host
+                .audit_sink()
+                .record(&AuditRecord {
+                    at: chrono::Utc::now(),
+                    call_id: key.clone(),
+                    app: spec.app.clone(),
+                    plugin_sha256: String::new(),
+                    event: AuditEvent::ActionRecovered {
+                        run: intent.run_id.clone(),
+                        finding: "app-removed".into(),
+                        evidence: None,
+                        error: Some(format!(
+                            "app `{}` is no longer configured; what it holds was not read back",
+                            spec.app
+                        )),
+                    },
+                })
+                .map_err(|e| OpError::Input(format!("cannot audit the recovery of {key}: {e}")))?;
+            self.store.close_intent(key)?;
+            return Ok(Recovered {
+                idempotency_key: key.clone(),
+                run_id: intent.run_id.clone(),
+                applied: false,
+            });
+        }
         let readback = self
             .host
             .verify(&spec.app, &spec.subject, &spec.entitlement)
