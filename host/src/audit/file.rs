@@ -213,7 +213,11 @@ impl JsonLinesSink {
             if current == Some(writer.inode) {
                 break;
             }
+            // The rotating process finished the old file (its last record is the segment's
+            // checkpoint) before it let go of it: read it to the end, then follow.
+            let finished = writer.catch_up();
             let _ = writer.file.unlock();
+            finished.map_err(&failed)?;
             writer.reopen(&self.path).map_err(&failed)?;
         }
         let result = (|| {

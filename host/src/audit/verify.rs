@@ -572,6 +572,21 @@ mod tests {
     }
 
     #[test]
+    fn two_writers_rotating_one_trail_keep_one_chain() {
+        let mut t = trail(1000);
+        t.options.segment_bytes = Some(1_500);
+        let a = JsonLinesSink::with_options(&t.path, t.options.clone()).expect("a");
+        let b = JsonLinesSink::with_options(&t.path, t.options.clone()).expect("b");
+        for n in 0..30 {
+            a.record(&record(n)).expect("a");
+            b.record(&record(100 + n)).expect("b");
+        }
+        drop((a, b));
+        assert!(segments(&t.path).len() > 3);
+        verify(&t.path, &options(&t, None)).expect("one chain across writers and segments");
+    }
+
+    #[test]
     fn every_record_proves_against_its_checkpoint_without_the_trail() {
         let t = trail(5);
         let key = write(&t, 1, 12);
