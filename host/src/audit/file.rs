@@ -106,17 +106,21 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
     move |e| AuditError(format!("audit trail {}: {e}", path.display()))
 }
 
-fn inode(file: &File) -> std::io::Result<u64> {
+fn inode_of(metadata: &std::fs::Metadata) -> u64 {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt as _;
-        Ok(file.metadata()?.ino())
+        metadata.ino()
     }
     #[cfg(not(unix))]
     {
-        let _ = file;
-        Ok(0)
+        let _ = metadata;
+        0
     }
+}
+
+fn inode(file: &File) -> std::io::Result<u64> {
+    Ok(inode_of(&file.metadata()?))
 }
 
 /// The sealed segments of `path` (`NAME.1`, `NAME.2`, ...) in order, then `path`.
@@ -198,18 +202,7 @@ impl JsonLinesSink {
         loop {
             writer.file.lock().map_err(&failed)?;
             // Rotated by another process while we waited: follow it to the new file.
-            let current = std::fs::metadata(&self.path).ok().map(|m| {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::MetadataExt as _;
-                    m.ino()
-                }
-                #[cfg(not(unix))]
-                {
-                    let _ = m;
-                    0
-                }
-            });
+            let current = std::fs::metadata(&self.path).ok().map(|m| inode_of(&m));
             if current == Some(writer.inode) {
                 break;
             }

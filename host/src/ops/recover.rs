@@ -60,7 +60,7 @@ impl Workspace {
         let key = &intent.idempotency_key;
         let bad = |what: String| {
             OpError::Input(format!(
-                "the open intent {key} in state is damaged ({what}); inspect it with `portcullis runs` and remove it by hand"
+                "the open intent {key} in state is damaged ({what}); inspect the `intents` table of the state database and remove the row by hand"
             ))
         };
         let spec: ActionSpec =
@@ -74,24 +74,16 @@ impl Workspace {
         // An app removed from the config since: nothing can read it back, and no plan
         // will write to it again; the intent is closed with the reason audited.
         if self.host.app(&spec.app).is_none() {
-            self.host
-                .audit_sink()
-                .record(&AuditRecord {
-                    at: chrono::Utc::now(),
-                    call_id: key.clone(),
-                    app: spec.app.clone(),
-                    plugin_sha256: String::new(),
-                    event: AuditEvent::ActionRecovered {
-                        run: intent.run_id.clone(),
-                        finding: "app-removed".into(),
-                        evidence: None,
-                        error: Some(format!(
-                            "app `{}` is no longer configured; what it holds was not read back",
-                            spec.app
-                        )),
-                    },
-                })
-                .map_err(|e| OpError::Input(format!("cannot audit the recovery of {key}: {e}")))?;
+            self.audit_recovery(
+                intent,
+                &spec.app,
+                "app-removed",
+                None,
+                Some(format!(
+                    "app `{}` is no longer configured; what it holds was not read back",
+                    spec.app
+                )),
+            )?;
             self.store.close_intent(key)?;
             return Ok(Recovered {
                 idempotency_key: key.clone(),
@@ -157,26 +149,8 @@ impl Workspace {
             http: readback.report.http,
             duration_ms: 0.0,
         };
-        let plugin_sha256 = self
-            .host
-            .app(&spec.app)
-            .map(|a| a.plugin.sha256.clone())
-            .unwrap_or_default();
-        self.host
-            .audit_sink()
-            .record(&AuditRecord {
-                at: chrono::Utc::now(),
-                call_id: key.clone(),
-                app: spec.app.clone(),
-                plugin_sha256,
-                event: AuditEvent::ActionRecovered {
-                    run: intent.run_id.clone(),
-                    finding: if applied { "applied" } else { "not-applied" }.into(),
-                    evidence: Some(observed),
-                    error: None,
-                },
-            })
-            .map_err(|e| OpError::Input(format!("cannot audit the recovery of {key}: {e}")))?;
+        let finding = if applied { "applied" } else { "not-applied" };
+        self.audit_recovery(intent, &spec.app, finding, Some(observed), None)?;
         match (&change, &intent.person) {
             (Some(change), Some(person)) => {
                 let settle = Settle {
@@ -197,5 +171,37 @@ impl Workspace {
             run_id: intent.run_id.clone(),
             applied,
         })
+    }
+
+    /// The `action-recovered` record of one settled intent.
+    fn audit_recovery(
+        &self,
+        intent: &Intent,
+        app: &str,
+        finding: &str,
+        evidence: Option<crate::model::Observed>,
+        error: Option<String>,
+    ) -> Result<(), OpError> {
+        let key = &intent.idempotency_key;
+        let plugin_sha256 = self
+            .host
+            .app(app)
+            .map(|a| a.plugin.sha256.clone())
+            .unwrap_or_default();
+        self.host
+            .audit_sink()
+            .record(&AuditRecord {
+                at: chrono::Utc::now(),
+                call_id: key.clone(),
+                app: app.to_owned(),
+                plugin_sha256,
+                event: AuditEvent::ActionRecovered {
+                    run: intent.run_id.clone(),
+                    finding: finding.to_owned(),
+                    evidence,
+                    error,
+                },
+            })
+            .map_err(|e| OpError::Input(format!("cannot audit the recovery of {key}: {e}")))
     }
 }
