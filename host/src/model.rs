@@ -474,12 +474,40 @@ impl RunOrigin {
     pub fn cli() -> RunOrigin {
         RunOrigin {
             source: "cli".into(),
-            operator: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .ok(),
+            operator: Some(os_user()),
             ..RunOrigin::default()
         }
     }
+}
+
+/// Who runs this process: `$USER` or `$LOGNAME` as a shell sets them, else (services,
+/// containers, cron) the account of the process's uid, so a CLI action is never
+/// anonymous in the trail.
+fn os_user() -> String {
+    if let Some(name) = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+    {
+        return name;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) {
+            let account = std::fs::read_to_string("/etc/passwd")
+                .ok()
+                .and_then(|passwd| {
+                    passwd.lines().find_map(|line| {
+                        let mut fields = line.split(':');
+                        let name = fields.next()?;
+                        let id = fields.nth(1)?;
+                        (id == uid.to_string()).then(|| name.to_owned())
+                    })
+                });
+            return account.unwrap_or_else(|| format!("uid {uid}"));
+        }
+    }
+    "unknown".to_owned()
 }
 
 /// Why one action ran: the run's origin plus what in the policy and the HR feed asked

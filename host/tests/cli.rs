@@ -905,6 +905,25 @@ async fn plan_apply_approve_and_apply_again_from_a_policy() {
             .as_deref(),
         Some("admin")
     );
+    // The grant's audit record names the approval and its approver, and the operator.
+    let output = portcullis(
+        dir.path(),
+        &["--json", "audit", "query", "--kind", "action-started"],
+    )
+    .await;
+    let rows = stdout_json(&output);
+    let infra = rows["records"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["entitlement"]["resource"] == "acme/platform-infra")
+        })
+        .unwrap_or_else(|| panic!("no platform-infra grant in {rows}"));
+    let trigger = &infra["trigger"];
+    assert_eq!(trigger["approval"].as_i64(), Some(approval), "{infra}");
+    assert_eq!(trigger["approver"], "carol", "{infra}");
+    assert_eq!(trigger["source"], "cli", "{infra}");
+    assert!(trigger["operator"].is_string(), "{infra}");
 
     // Nothing left to do.
     let output = portcullis(dir.path(), &["--json", "plan", "--at", "2027-01-06"]).await;

@@ -1,6 +1,7 @@
-//! Crash safety: `portcullis apply` is killed with SIGKILL at each of 24 points of Josh's
+//! Crash safety: `portcullis apply` is killed with SIGKILL at each of 26 points of Josh's
 //! hire and leave runs (before an intent, after it, after the write, after the read-back,
-//! between state records, mid audit line; early and late in the run) and started again.
+//! between state records, mid audit line; early and late in the run; and again while
+//! recovering from a kill) and started again.
 //! After each restart the apps, the state and the writes the simulators saw are compared
 //! with an uninterrupted run of the same two applies: every grant ends as planned, no
 //! write was sent more often (no second invitation), the plan made afterwards is the same
@@ -269,9 +270,9 @@ struct Outcome {
     plan: Value,
 }
 
-/// Josh's hire, then (for a leave case) his leave, the phase under test applied twice:
-/// once killed at `crash` (or not, for the baseline), once to recover and finish.
-async fn scenario(cache: &Path, leave: bool, crash: Option<&str>) -> Outcome {
+/// Josh's hire, then (for a leave case) his leave, the phase under test applied once per
+/// crash point, each killed there (none, for the baseline), and once more to finish.
+async fn scenario(cache: &Path, leave: bool, crashes: &[&str]) -> Outcome {
     let sims = sims().await;
     let dir = tempfile::tempdir().expect("dir");
     write_config(dir.path(), &sims);
@@ -281,18 +282,18 @@ async fn scenario(cache: &Path, leave: bool, crash: Option<&str>) -> Outcome {
     } else {
         HIRE_AT
     };
-    match crash {
-        Some(point) => {
-            let output = portcullis(dir.path(), cache, &apply_args(at), Some(point)).await;
-            assert_eq!(
-                output.status.signal(),
-                Some(9),
-                "{point}: the run was not killed there: {:?}\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        None => apply(dir.path(), cache, at).await,
+    if crashes.is_empty() {
+        apply(dir.path(), cache, at).await;
+    }
+    for point in crashes {
+        let output = portcullis(dir.path(), cache, &apply_args(at), Some(point)).await;
+        assert_eq!(
+            output.status.signal(),
+            Some(9),
+            "{point}: the run was not killed there: {:?}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     apply(dir.path(), cache, at).await;
 
@@ -301,13 +302,13 @@ async fn scenario(cache: &Path, leave: bool, crash: Option<&str>) -> Outcome {
     assert_eq!(
         verify.status.code(),
         Some(0),
-        "{crash:?}: {text}\n{}",
+        "{crashes:?}: {text}\n{}",
         String::from_utf8_lossy(&verify.stderr)
     );
     // Every run ends sealed by a signed checkpoint.
-    assert!(text.contains("; 0 records after it"), "{crash:?}: {text}");
-    if crash.is_some_and(|p| p.starts_with("audit-line")) {
-        assert!(text.contains("torn line sealed"), "{crash:?}: {text}");
+    assert!(text.contains("; 0 records after it"), "{crashes:?}: {text}");
+    if crashes.iter().any(|p| p.starts_with("audit-line")) {
+        assert!(text.contains("torn line sealed"), "{crashes:?}: {text}");
     }
     Outcome {
         josh: sims.josh(),
@@ -320,7 +321,7 @@ async fn scenario(cache: &Path, leave: bool, crash: Option<&str>) -> Outcome {
 async fn a_run_killed_at_any_point_recovers_without_duplicate_writes() {
     let cache = tempfile::tempdir().expect("cache");
     for leave in [false, true] {
-        let baseline = scenario(cache.path(), leave, None).await;
+        let baseline = scenario(cache.path(), leave, &[]).await;
         if leave {
             assert!(
                 baseline.josh.is_empty(),
@@ -330,21 +331,24 @@ async fn a_run_killed_at_any_point_recovers_without_duplicate_writes() {
         } else {
             assert!(baseline.josh.len() >= 15, "{:?}", baseline.josh);
         }
-        for point in [
-            "before-intent:1",
-            "before-intent:9",
-            "after-intent:1",
-            "after-intent:9",
-            "after-write:1",
-            "after-write:9",
-            "after-readback:1",
-            "after-readback:9",
-            "state-record:1",
-            "state-record:9",
-            "audit-line:3",
-            "audit-line:60",
+        for crashes in [
+            &["before-intent:1"][..],
+            &["before-intent:9"],
+            &["after-intent:1"],
+            &["after-intent:9"],
+            &["after-write:1"],
+            &["after-write:9"],
+            &["after-readback:1"],
+            &["after-readback:9"],
+            &["state-record:1"],
+            &["state-record:9"],
+            &["audit-line:3"],
+            &["audit-line:60"],
+            // Killed again while recovering the first crash's open intents.
+            &["after-write:9", "recover:1"],
         ] {
-            let crashed = scenario(cache.path(), leave, Some(point)).await;
+            let crashed = scenario(cache.path(), leave, crashes).await;
+            let point = crashes.join(" then ");
             let phase = if leave { "leave" } else { "hire" };
             assert_eq!(
                 crashed.josh, baseline.josh,

@@ -534,6 +534,36 @@ async fn hr_events_become_verified_grants_and_every_call_is_authenticated_and_au
     assert!(records.iter().any(|r| r["event"] == "hr-event-received"
         && r["event_id"] == "wd-1001"
         && r["replay"] == true));
+    // Each action names what triggered it: the webhook's token and the HR event for
+    // octocat's joiner and leaver runs, the scheduler's job for the start-up reconcile.
+    let started = |subject: &str, op: &str| {
+        records
+            .iter()
+            .find(|r| {
+                r["event"] == "action-started" && r["subject"]["id"] == subject && r["op"] == op
+            })
+            .map(|r| r["trigger"].clone())
+            .unwrap_or_else(|| panic!("no {op} of {subject} in\n{audit}"))
+    };
+    let hire_trigger = started("octocat", "grant");
+    assert_eq!(hire_trigger["source"], "hr-webhook", "{hire_trigger}");
+    assert_eq!(hire_trigger["token"], "workday", "{hire_trigger}");
+    assert_eq!(hire_trigger["hr_event"], "wd-1001", "{hire_trigger}");
+    assert_eq!(hire_trigger["person"], "E3", "{hire_trigger}");
+    assert_eq!(hire_trigger["rules"], json!(["platform"]), "{hire_trigger}");
+    let leave_trigger = started("octocat", "revoke");
+    assert_eq!(leave_trigger["source"], "hr-webhook", "{leave_trigger}");
+    assert_eq!(leave_trigger["hr_event"], "wd-1004", "{leave_trigger}");
+    let reconcile_trigger = started("hubot", "grant");
+    assert_eq!(
+        reconcile_trigger["source"], "schedule",
+        "{reconcile_trigger}"
+    );
+    assert_eq!(
+        reconcile_trigger["schedule"], "reconcile",
+        "{reconcile_trigger}"
+    );
+    assert!(reconcile_trigger["token"].is_null(), "{reconcile_trigger}");
     for secret in [
         OPS_TOKEN,
         READER_TOKEN,

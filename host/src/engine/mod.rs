@@ -429,6 +429,13 @@ async fn execute(
         report.outcome = ActionOutcome::Alerted {
             reason: format!("not run: its intent could not be audited: {e}"),
         };
+        // Its intent may already be in state: settle it, so the run's record says why
+        // nothing was sent (the next plan proposes the action again).
+        if let Some(journal) = journal {
+            let _ = journal.send(JournalEntry::Finished {
+                report: report.clone(),
+            });
+        }
         return report;
     }
     crate::crash::point("after-intent");

@@ -36,6 +36,7 @@ impl Workspace {
         let mut recovered = Vec::with_capacity(open.len());
         for intent in &open {
             recovered.push(self.recover_one(intent).await?);
+            crate::crash::point("recover");
         }
         // Every run still marked running is over: nothing else holds the lock.
         for run in self.store.runs()? {
