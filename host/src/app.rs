@@ -22,6 +22,8 @@ pub struct App {
     pub network: NetworkPolicy,
     pub limits: SandboxLimits,
     pub plugin: Arc<Plugin>,
+    /// Who vouches for the plugin, as the trust config judged it for this app.
+    pub signer: crate::trust::Signer,
     pub(crate) egress: Arc<dyn Egress>,
     /// Rate limits and server-supplied waits for this app, shared by all its calls (the
     /// real egress waits on it before every request).

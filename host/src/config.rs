@@ -47,6 +47,9 @@ pub struct Config {
     /// `portcullis serve`: listen address, API tokens, HR webhook signing, schedules.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Which plugin signatures are required and whose keys count.
+    #[serde(default)]
+    pub plugins: crate::trust::PluginsConfig,
     /// Application instances by name (`github-acme`).
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
@@ -319,6 +322,7 @@ impl Config {
             resolve(file);
         }
         self.server.resolve_relative(base_dir);
+        self.plugins.resolve_relative(base_dir);
         for app in self.apps.values_mut() {
             if looks_like_path(&app.plugin) && Path::new(&app.plugin).is_relative() {
                 app.plugin = base_dir.join(&app.plugin).display().to_string();
@@ -344,6 +348,9 @@ impl Config {
             });
         }
         if let Some((field, problem)) = self.server.problems().into_iter().next() {
+            return Err(invalid(field, problem));
+        }
+        if let Some((field, problem)) = self.plugins.problems(self.apps.keys()) {
             return Err(invalid(field, problem));
         }
         for (name, app) in &self.apps {

@@ -29,6 +29,7 @@ use crate::readback::{Checked, Verdict, grant_verdict, revoke_verdict};
 use crate::runtime::Runtime;
 use crate::sandbox::{self, Call, CallError, CallReport, CallState, GuestFuture, Operation};
 use crate::secrets::AppSecrets;
+use crate::trust::{Signer, Trust};
 use crate::untrusted::caps;
 use wasmtime::Store;
 
@@ -41,6 +42,14 @@ pub enum HostError {
     Http { app: String, message: String },
     #[error("cannot start the WebAssembly runtime: {0}")]
     Runtime(String),
+    #[error("[plugins.trust]: {0}")]
+    Trust(String),
+    #[error("app `{app}`: {refusal}{}", unaudited.as_ref().map(|e| format!(" (and the refusal could not be audited: {e})")).unwrap_or_default())]
+    Untrusted {
+        app: String,
+        refusal: crate::trust::Refusal,
+        unaudited: Option<String>,
+    },
     #[error("{0}")]
     Audit(#[from] crate::audit::AuditError),
     #[error(
@@ -75,6 +84,8 @@ pub struct Host {
     runtime: Runtime,
     audit: Arc<dyn AuditSink>,
     cache: Option<CompileCache>,
+    /// Whose signatures count, for plugins loaded at start and swapped in later.
+    trust: Trust,
     /// Each app's current version. A call takes the `Arc` once and finishes on that
     /// version even if a new plugin takes over meanwhile ([`Host::install`]).
     apps: BTreeMap<String, RwLock<Arc<App>>>,
@@ -158,6 +169,11 @@ impl HostBuilder {
             })
             .transpose()?;
 
+        let trust = self
+            .config
+            .plugins
+            .trust(self.config.apps.keys())
+            .map_err(|(field, problem)| HostError::Trust(format!("{field} {problem}")))?;
         // Apps that use the same plugin share one compiled, pre-linked copy.
         let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
         let mut apps = BTreeMap::new();
@@ -176,11 +192,13 @@ impl HostBuilder {
                     plugin
                 }
             };
+            let signer = judge(&trust, audit.as_ref(), name, &plugin)?;
             let app = build_app(
                 &self.config,
                 name,
                 app_config,
                 plugin,
+                signer,
                 self.egress.get(name),
             )?;
             apps.insert(name.clone(), RwLock::new(Arc::new(app)));
@@ -189,9 +207,40 @@ impl HostBuilder {
             runtime,
             audit,
             cache,
+            trust,
             apps,
         })
     }
+}
+
+/// The trust config's verdict on `plugin` serving `app`; a refusal is audited (and still
+/// stands if it cannot be).
+fn judge(
+    trust: &Trust,
+    audit: &dyn AuditSink,
+    app: &str,
+    plugin: &Plugin,
+) -> Result<Signer, HostError> {
+    trust
+        .judge(app, &plugin.origin, &plugin.signatures, chrono::Utc::now())
+        .map_err(|refusal| {
+            let record = crate::audit::AuditRecord {
+                at: chrono::Utc::now(),
+                call_id: format!("refused-{app}"),
+                app: app.to_owned(),
+                plugin_sha256: plugin.sha256.clone(),
+                event: crate::audit::AuditEvent::PluginRefused {
+                    origin: plugin.origin.clone(),
+                    reason: refusal.reason.clone(),
+                },
+            };
+            let audited = audit.record(&record).err();
+            HostError::Untrusted {
+                app: app.to_owned(),
+                refusal,
+                unaudited: audited.map(|e| e.to_string()),
+            }
+        })
 }
 
 fn load_plugin(
@@ -212,6 +261,7 @@ fn build_app(
     name: &str,
     app: &AppConfig,
     plugin: Arc<Plugin>,
+    signer: Signer,
     egress_override: Option<&Arc<dyn Egress>>,
 ) -> Result<App, HostError> {
     // Read when the app is first used: a missing secret fails this app alone.
@@ -243,6 +293,7 @@ fn build_app(
         network: app.network,
         limits,
         plugin,
+        signer,
         egress,
         limiter,
         info: tokio::sync::OnceCell::new(),
@@ -633,6 +684,9 @@ impl Host {
         let Some(current) = self.app(app) else {
             return Err(self.unknown_app(app));
         };
+        // The same trust as at start: a swapped-in file is judged like a loaded one.
+        let signer = judge(&self.trust, self.audit.as_ref(), app, &plugin)
+            .map_err(|e| CallError::Refused(e.to_string()))?;
         let next = Arc::new(App {
             name: current.name.clone(),
             base_url: current.base_url.clone(),
@@ -641,6 +695,7 @@ impl Host {
             network: current.network,
             limits: current.limits.clone(),
             plugin: Arc::new(plugin),
+            signer,
             egress: Arc::clone(&current.egress),
             limiter: Arc::clone(&current.limiter),
             info: tokio::sync::OnceCell::new(),

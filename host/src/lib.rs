@@ -22,6 +22,7 @@ pub mod drift;
 pub mod egress;
 pub mod engine;
 mod host;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod model;
@@ -39,7 +40,9 @@ pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
 pub mod service;
+pub mod signing;
 pub mod state;
+pub mod trust;
 pub mod untrusted;
 
 pub use config::Config;

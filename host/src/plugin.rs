@@ -15,6 +15,7 @@ use crate::bindings::PluginPre;
 use crate::cache::CompileCache;
 use crate::runtime::Runtime;
 use crate::sandbox::CallState;
+use crate::signing::Checked;
 
 /// The package and version of the contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "portcullis:connector";
@@ -32,6 +33,9 @@ pub struct Plugin {
     pub size: usize,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// Its signatures (embedded, and a `.sig` file beside it), each checked against the
+    /// bytes; who is trusted is decided per app ([`crate::trust::Trust::judge`]).
+    pub signatures: Vec<Checked>,
     pub(crate) pre: PluginPre<CallState>,
 }
 
@@ -58,6 +62,9 @@ pub struct Inspection {
     pub imports: Vec<String>,
     /// Why this host would refuse to load it, if it would.
     pub incompatibility: Option<String>,
+    /// Its signatures, each checked against the file.
+    #[serde(skip)]
+    pub signatures: Vec<Checked>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +103,14 @@ impl Plugin {
             path: path.to_owned(),
             source,
         })?;
-        Plugin::from_bytes(runtime, cache, &path.display().to_string(), &bytes)
+        let detached = read_detached(path)?;
+        Plugin::load(
+            runtime,
+            cache,
+            &path.display().to_string(),
+            &bytes,
+            detached.as_deref(),
+        )
     }
 
     /// Checks and pre-links a plugin from bytes; `origin` names it in errors.
@@ -106,7 +120,19 @@ impl Plugin {
         origin: &str,
         bytes: &[u8],
     ) -> Result<Plugin, PluginError> {
+        Plugin::load(runtime, cache, origin, bytes, None)
+    }
+
+    fn load(
+        runtime: &Runtime,
+        cache: Option<&CompileCache>,
+        origin: &str,
+        bytes: &[u8],
+        detached: Option<&str>,
+    ) -> Result<Plugin, PluginError> {
         let sha256 = sha256_hex(bytes);
+        check_header(origin, bytes)?;
+        let signatures = signatures(origin, bytes, detached)?;
         let component = compile(runtime, cache, origin, bytes, &sha256)?;
         let (imports, exports) = interface_names(runtime, &component);
         if let Some(problem) = incompatibility(&imports, &exports) {
@@ -131,9 +157,45 @@ impl Plugin {
             size: bytes.len(),
             imports,
             exports,
+            signatures,
             pre,
         })
     }
+}
+
+/// Where a detached signature of `path` lives: `FILE.sig` beside it.
+pub fn detached_signature_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".sig");
+    path.with_file_name(name)
+}
+
+/// The detached signature beside `path`, if there is one.
+fn read_detached(path: &Path) -> Result<Option<String>, PluginError> {
+    let sig = detached_signature_path(path);
+    match std::fs::read_to_string(&sig) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PluginError::Read { path: sig, source }),
+    }
+}
+
+/// The file's signatures, each checked; a file whose sections cannot be walked (cut
+/// short, say) is refused here, naming where it breaks.
+fn signatures(
+    origin: &str,
+    bytes: &[u8],
+    detached: Option<&str>,
+) -> Result<Vec<Checked>, PluginError> {
+    crate::signing::check(bytes, detached)
+        .map(|(_, checked)| checked)
+        .map_err(|message| PluginError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        })
 }
 
 /// Describes a component file without requiring that it targets this host.
@@ -147,8 +209,28 @@ pub fn inspect(
         source,
     })?;
     let origin = path.display().to_string();
-    let sha256 = sha256_hex(&bytes);
-    let component = compile(runtime, cache, &origin, &bytes, &sha256)?;
+    inspect_bytes(
+        runtime,
+        cache,
+        &origin,
+        &bytes,
+        read_detached(path)?.as_deref(),
+    )
+}
+
+/// [`inspect`] for bytes already read (a bundled plugin); `detached` is a `.sig` text.
+pub fn inspect_bytes(
+    runtime: &Runtime,
+    cache: Option<&CompileCache>,
+    origin: &str,
+    bytes: &[u8],
+    detached: Option<&str>,
+) -> Result<Inspection, PluginError> {
+    let origin = origin.to_owned();
+    let sha256 = sha256_hex(bytes);
+    check_header(&origin, bytes)?;
+    let signatures = signatures(&origin, bytes, detached)?;
+    let component = compile(runtime, cache, &origin, bytes, &sha256)?;
     let (imports, exports) = interface_names(runtime, &component);
     let contract = exports
         .iter()
@@ -162,6 +244,7 @@ pub fn inspect(
         contract,
         exports,
         imports,
+        signatures,
     })
 }
 
@@ -176,7 +259,6 @@ fn compile(
     bytes: &[u8],
     sha256: &str,
 ) -> Result<Component, PluginError> {
-    check_header(origin, bytes)?;
     let compiled = match cache {
         Some(cache) => cache.load_or_compile(runtime.engine(), bytes, sha256),
         None => Component::new(runtime.engine(), bytes),
@@ -185,6 +267,11 @@ fn compile(
         origin: origin.to_owned(),
         message: format!("{e:#}"),
     })
+}
+
+/// Refuses what is not a component (not wasm, a core module), naming what it is.
+pub fn check_component_header(origin: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    check_header(origin, bytes)
 }
 
 /// Tells a core module, a component and a non-wasm file apart from the 8-byte preamble,

@@ -780,7 +780,12 @@ async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file
         POLICY,
         "reconcile_every_s = 3600\ndrift_every_s = 0\ndormant_every_s = 0",
     );
-    let original = portcullis::bundled_plugin("github").expect("bundled github");
+    // A vendor's unsigned build: appending to the signed bundled bytes would (rightly) be
+    // refused as a changed file.
+    let original = &portcullis::signing::unsigned(
+        portcullis::bundled_plugin("github").expect("bundled github"),
+    )
+    .expect("unsigned");
     std::fs::write(dir.path().join("github.wasm"), original).expect("plugin file");
     let config = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("config");
     std::fs::write(

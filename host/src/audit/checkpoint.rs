@@ -19,7 +19,6 @@
 //! when missing, or supplied by the operator. The public key is printed by
 //! `portcullis audit key`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -90,57 +89,9 @@ impl Signer {
     /// Loads the key at `path`, or creates one there (readable by its owner only) when
     /// there is none.
     pub fn load_or_create(path: &Path) -> Result<Signer, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Signer::parse(&text).map_err(|e| {
-                format!(
-                    "the audit signing key {} is not usable: {e}; restore it, or point [audit] signing_key at the right file",
-                    path.display()
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Signer::create(path),
-            Err(e) => Err(format!(
-                "cannot read the audit signing key {}: {e}",
-                path.display()
-            )),
-        }
-    }
-
-    fn parse(text: &str) -> Result<Signer, String> {
-        let seed: [u8; 32] = hex::decode(text.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or("it must hold 64 hex digits (an ed25519 seed)")?;
-        Ok(Signer {
-            key: SigningKey::from_bytes(&seed),
-        })
-    }
-
-    fn create(path: &Path) -> Result<Signer, String> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| format!("no randomness for a signing key: {e}"))?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let written = options.open(path).and_then(|mut file| {
-            file.write_all(format!("{}\n", hex::encode(seed)).as_bytes())?;
-            file.sync_all()
-        });
-        match written {
-            Ok(()) => Ok(Signer {
-                key: SigningKey::from_bytes(&seed),
-            }),
-            // Another process created it first: use theirs, so the trail has one key.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Signer::load_or_create(path),
-            Err(e) => Err(format!(
-                "cannot create the audit signing key {}: {e}",
-                path.display()
-            )),
-        }
+        crate::keys::load_or_create_secret(path, "the audit signing key")
+            .map(|key| Signer { key })
+            .map_err(|e| format!("{e}; restore it, or point [audit] signing_key at the right file"))
     }
 
     pub fn public_hex(&self) -> String {
@@ -178,29 +129,7 @@ pub fn default_key_path(trail: &Path) -> PathBuf {
     trail.with_file_name(name)
 }
 
-/// A public key given as 64 hex digits, or a file holding them.
-pub fn parse_public_key(given: &str) -> Result<VerifyingKey, String> {
-    let text = given.trim();
-    let text = text.strip_prefix("ed25519:").unwrap_or(text);
-    let from_file;
-    let text = if text.len() != 64 && Path::new(text).is_file() {
-        from_file =
-            std::fs::read_to_string(text).map_err(|e| format!("cannot read {text}: {e}"))?;
-        from_file.trim().trim_start_matches("ed25519:").to_owned()
-    } else {
-        text.to_owned()
-    };
-    let bytes: [u8; 32] = hex::decode(&text)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| {
-            format!(
-                "`{given}` is not 64 hex digits (an ed25519 public key) nor a file holding them"
-            )
-        })?;
-    VerifyingKey::from_bytes(&bytes)
-        .map_err(|e| format!("`{given}` is not an ed25519 public key: {e}"))
-}
+pub use crate::keys::parse_public_key;
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,9 @@ mod audit;
 mod conformance;
 mod demo;
 pub use demo::start_simulators as start_demo_simulators;
-mod inspect;
 pub mod lifecycle;
 mod output;
+mod plugin;
 pub mod scaffold;
 mod serve;
 
@@ -295,13 +295,39 @@ pub enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Show a component's contract, exports, imports, size, sha256, and what an app's
-    /// config grants it.
+    /// Show a plugin's contract, sha256, size, signer, declared kinds and levels, imports,
+    /// and what an app's config grants it (origin, secrets, limits). TARGET is a .wasm
+    /// file, a configured app's name or a bundled plugin's name.
     Inspect {
-        file: PathBuf,
-        /// Also show what this configured app grants the plugin.
+        target: String,
+        /// Also show what this configured app grants the plugin, and whether its trust
+        /// settings load it.
         #[arg(long)]
         app: Option<String>,
+    },
+    /// Make a signing key: FILE (secret, owner-only) and FILE.pub.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a component with a key from `plugin keygen`: a signature section inside the
+    /// file (one artifact), or FILE.sig beside it with --detached.
+    Sign {
+        file: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        detached: bool,
+    },
+    /// Check a plugin's signatures (and, with --app, whether that app's trust settings
+    /// load it). Exit 1 when unsigned, changed since signing, forged or revoked.
+    Verify {
+        target: String,
+        #[arg(long)]
+        app: Option<String>,
+        /// Require a signature by this public key (ed25519:HEX or a file).
+        #[arg(long)]
+        key: Option<String>,
     },
     /// Run the conformance kit against a configured app: check, grant, verify, grant
     /// again, list, revoke, verify, revoke again, list. Changes real access: point it at a
@@ -328,8 +354,17 @@ pub async fn run(cli: Cli) -> Exit {
             listen,
             ..
         } => demo::serve::run(listen, json).await,
-        Command::Plugin(PluginCommand::Inspect { file, app }) => {
-            inspect::run(&cli.config, &file, app.as_deref(), json)
+        Command::Plugin(PluginCommand::Inspect { target, app }) => {
+            plugin::inspect(&cli.config, &target, app.as_deref(), json).await
+        }
+        Command::Plugin(PluginCommand::Keygen { out }) => plugin::keygen(&out, json),
+        Command::Plugin(PluginCommand::Sign {
+            file,
+            key,
+            detached,
+        }) => plugin::sign(&file, &key, detached, json),
+        Command::Plugin(PluginCommand::Verify { target, app, key }) => {
+            plugin::verify(&cli.config, &target, app.as_deref(), key.as_deref(), json)
         }
         Command::Plugin(PluginCommand::New { name, root }) => new_plugin(&root, &name, json),
         Command::Plan { policy, out } => {

@@ -11,6 +11,7 @@
 
 mod actions;
 mod approvals;
+pub mod plugins;
 mod policy;
 mod recover;
 

@@ -430,6 +430,7 @@ fn plugin_json(service: &Service, app: &str) -> Option<Value> {
         "size": a.plugin.size,
         "imports": a.plugin.imports,
         "exports": a.plugin.exports,
+        "signer": a.signer,
         "grants": grants,
     }))
 }
