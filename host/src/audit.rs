@@ -186,6 +186,25 @@ pub enum AuditEvent {
         reason: String,
         requested_by: String,
     },
+    /// A plugin version was accepted for an app (upgrade review): by an operator
+    /// (`portcullis plugin accept`), on first use, or because it only narrowed or kept
+    /// what the accepted version could do. Both sha256s, and what changed.
+    PluginAccepted {
+        origin: String,
+        from_sha256: Option<String>,
+        to_sha256: String,
+        by: String,
+        widened: Vec<String>,
+        narrowed: Vec<String>,
+    },
+    /// A plugin version widens what the accepted one could do; it does not serve until an
+    /// operator accepts it.
+    PluginUpgradeHeld {
+        origin: String,
+        from_sha256: String,
+        to_sha256: String,
+        widened: Vec<String>,
+    },
     /// A plugin's `describe` broke a rule of the contract; none of its other exports run.
     PluginRefused {
         origin: String,

@@ -74,6 +74,11 @@ impl Candidate {
         &self.app.plugin
     }
 
+    /// The app as it would serve with the new version.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
     /// The version it replaces.
     pub fn current(&self) -> &App {
         &self.replaces

@@ -44,6 +44,7 @@ pub mod signing;
 pub mod state;
 pub mod trust;
 pub mod untrusted;
+pub mod upgrade;
 
 pub use config::Config;
 pub use host::{Candidate, GrantListing, Host, HostBuilder, HostError, ListingStop};

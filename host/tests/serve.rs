@@ -923,16 +923,78 @@ async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file
         .await;
     assert_eq!(status, 403);
 
+    // A version with a new signer widens what was accepted: it waits for an operator,
+    // the accepted version keeps serving; accepted from the CLI, the next reload takes it.
+    let vendor = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let signed = portcullis::signing::sign(&next, &vendor).expect("signed");
+    std::fs::write(dir.path().join("github.wasm"), &signed).expect("signed file");
+    let reload = || async {
+        served
+            .call(
+                reqwest::Method::POST,
+                "/v1/plugins/reload",
+                Some(OPS_TOKEN),
+                None,
+            )
+            .await
+    };
+    let (status, body) = reload().await;
+    assert_eq!(status, 200, "{body}");
+    let outcome = &body["plugins"][0];
+    assert_eq!(outcome["outcome"], "awaiting-acceptance", "{body}");
+    assert!(
+        outcome["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("portcullis plugin accept github-acme"),
+        "{body}"
+    );
+    assert!(
+        outcome["widened"][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("new signer ed25519:"),
+        "{body}"
+    );
+    assert_eq!(sha(Arc::clone(&served)).await, sha256_hex(&next));
+    let accepted = cli(
+        dir.path(),
+        &["plugin", "accept", "github-acme", "--by", "carol"],
+    )
+    .await;
+    assert_eq!(
+        accepted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let (_, body) = reload().await;
+    assert_eq!(body["plugins"][0]["outcome"], "swapped", "{body}");
+    assert_eq!(sha(Arc::clone(&served)).await, sha256_hex(&signed));
+
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
-    let swapped: Vec<Value> = audit
+    let records: Vec<Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["event"] == "plugin-swapped")
         .collect();
-    assert_eq!(swapped.len(), 1, "one swap: {swapped:?}");
+    let events =
+        |kind: &str| -> Vec<&Value> { records.iter().filter(|r| r["event"] == kind).collect() };
+    let swapped = events("plugin-swapped");
+    assert_eq!(swapped.len(), 2, "two swaps: {swapped:?}");
     assert_eq!(swapped[0]["from_sha256"], sha256_hex(original));
     assert_eq!(swapped[0]["to_sha256"], sha256_hex(&next));
+    assert_eq!(swapped[1]["to_sha256"], sha256_hex(&signed));
     assert!(audit.contains("\"event\":\"plugin-swap-refused\""));
+    let held = events("plugin-upgrade-held");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["to_sha256"], sha256_hex(&signed));
+    let by_carol: Vec<_> = events("plugin-accepted")
+        .into_iter()
+        .filter(|r| r["by"] == "carol")
+        .collect();
+    assert_eq!(by_carol.len(), 1, "{by_carol:?}");
+    assert_eq!(by_carol[0]["from_sha256"], sha256_hex(&next));
+    assert_eq!(by_carol[0]["to_sha256"], sha256_hex(&signed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,8 +77,8 @@ pub(crate) fn failed(error: &OpError, json: bool) -> Exit {
     }
 }
 
-fn open(config: &Path) -> Result<Workspace, OpError> {
-    Workspace::open(config)
+async fn open(config: &Path) -> Result<Workspace, OpError> {
+    Workspace::open_reviewed(config).await
 }
 
 /// `portcullis plan`: prints the plan (and saves it with `--out`); changes nothing.
@@ -89,7 +89,7 @@ pub(crate) async fn plan_command(
     json: bool,
 ) -> Exit {
     let made = async {
-        let ws = open(config)?;
+        let ws = open(config).await?;
         let situation = ws.situation(&args.sources()?).await?;
         ws.plan(&situation)
     };
@@ -134,7 +134,7 @@ pub(crate) async fn apply_policy(
 ) -> Exit {
     let prepared = async {
         let saved = run.saved.map(load_saved_plan).transpose()?;
-        let ws = open(config)?;
+        let ws = open(config).await?;
         let prepared = ws
             .prepare_apply(
                 &args.sources()?,
@@ -338,7 +338,7 @@ pub(crate) async fn discover_command(
     json: bool,
 ) -> Exit {
     let found = async {
-        let ws = open(config)?;
+        let ws = open(config).await?;
         let apps = ws.select_apps(apps)?;
         ws.discover(&apps, &args.sources()?).await
     };
@@ -405,7 +405,7 @@ pub(crate) async fn drift_command(
     json: bool,
 ) -> Exit {
     let found = async {
-        let ws = open(config)?;
+        let ws = open(config).await?;
         let holder = lock_holder("`portcullis drift --apply`");
         let drifted = ws
             .drift(&args.sources()?, apply.then_some(holder.as_str()))

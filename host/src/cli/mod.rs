@@ -305,6 +305,15 @@ pub enum PluginCommand {
         #[arg(long)]
         app: Option<String>,
     },
+    /// Accept the app's current plugin version after review: a version that widens what
+    /// the accepted one could do (a new import, kind, level or signer) does not serve
+    /// until then. Recorded in state and audit with both sha256s.
+    Accept {
+        app: String,
+        /// Who accepts (default: the OS user).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Make a signing key: FILE (secret, owner-only) and FILE.pub.
     Keygen {
         #[arg(long)]
@@ -401,12 +410,15 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Dormant { days, usage, at } => {
             lifecycle::dormant_command(&cli.config, days, usage.as_deref(), at.as_deref(), json)
         }
-        Command::Plugin(PluginCommand::Test(args)) => match load_host(&cli.config) {
+        Command::Plugin(PluginCommand::Test(args)) => match reviewed_host(&cli.config).await {
             Ok((host, _)) => conformance::run(&host, &args, json).await,
             Err(message) => output::bad_input(&message, json),
         },
+        Command::Plugin(PluginCommand::Accept { app, by }) => {
+            plugin::accept(&cli.config, &app, by, json).await
+        }
         command => {
-            let (host, engine_options) = match load_host(&cli.config) {
+            let (host, engine_options) = match reviewed_host(&cli.config).await {
                 Ok(loaded) => loaded,
                 Err(message) => return output::bad_input(&message, json),
             };
@@ -512,6 +524,27 @@ fn new_plugin(root: &std::path::Path, name: &str, json: bool) -> Exit {
 }
 
 /// Loads the config and builds the host; any failure is bad input, described fully.
+/// [`load_host`], then the upgrade review of every app's plugin when the config's state
+/// exists (it holds the accepted versions; without state nothing was accepted yet).
+async fn reviewed_host(
+    path: &std::path::Path,
+) -> Result<(Host, crate::engine::EngineOptions), String> {
+    let (host, engine) = load_host(path)?;
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    if config
+        .state
+        .path
+        .as_deref()
+        .is_some_and(std::path::Path::exists)
+    {
+        let (_, store) = crate::ops::open_state(path).map_err(|e| e.to_string())?;
+        crate::ops::upgrades::review_host(&host, &store)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((host, engine))
+}
+
 pub(crate) fn load_host(
     path: &std::path::Path,
 ) -> Result<(Host, crate::engine::EngineOptions), String> {

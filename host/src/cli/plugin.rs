@@ -245,3 +245,42 @@ pub(crate) fn keygen(out: &Path, json: bool) -> Exit {
     say!("  key = \"{}\"", key.key);
     Exit::Success
 }
+
+pub(crate) async fn accept(config_path: &Path, app: &str, by: Option<String>, json: bool) -> Exit {
+    let accepted = async {
+        let (host, _) = super::load_host(config_path).map_err(OpError::Input)?;
+        let (_, store) = crate::ops::open_state(config_path)?;
+        let by = by.unwrap_or_else(|| {
+            crate::model::RunOrigin::cli()
+                .operator
+                .unwrap_or_else(|| "unknown".into())
+        });
+        crate::ops::upgrades::accept(&host, &store, app, &by).await
+    }
+    .await;
+    let accepted = match accepted {
+        Ok(accepted) => accepted,
+        Err(e) => return failed(&e, json),
+    };
+    if json {
+        emit(&json!({ "ok": true, "exit": 0, "accepted": accepted }));
+        return Exit::Success;
+    }
+    say!(
+        "accepted the plugin of {} ({}) by {}",
+        accepted.app,
+        accepted.to_sha256,
+        accepted.by
+    );
+    if let Some(from) = &accepted.from_sha256 {
+        say!("  replaces {from}");
+    }
+    for line in &accepted.widened {
+        say!("  widens: {line}");
+    }
+    for line in &accepted.narrowed {
+        say!("  narrows: {line}");
+    }
+    say!("A running service takes it at its next reload (SIGHUP or POST /v1/plugins/reload).");
+    Exit::Success
+}

@@ -14,6 +14,7 @@ mod approvals;
 pub mod plugins;
 mod policy;
 mod recover;
+pub mod upgrades;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -191,6 +192,15 @@ impl Workspace {
             .build()
             .map_err(OpError::input)?;
         Ok(Workspace::new(config, Arc::new(host), Arc::new(store)))
+    }
+
+    /// [`Workspace::open`], then the upgrade review of every app's plugin
+    /// ([`upgrades::review_host`]): a version that widens what its plugin may do without
+    /// an operator's acceptance is refused, naming what it adds.
+    pub async fn open_reviewed(config_path: &Path) -> Result<Workspace, OpError> {
+        let workspace = Workspace::open(config_path)?;
+        upgrades::review_host(&workspace.host, workspace.store.as_ref()).await?;
+        Ok(workspace)
     }
 
     /// A workspace from parts already built (the service, tests).

@@ -170,6 +170,8 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         None => None,
     };
     let alert_sinks = alerts::load_sinks(&server.alerts).map_err(ServeError::Config)?;
+    // A plugin version that widens what it may do since it was accepted does not serve.
+    crate::ops::upgrades::review_host(&workspace.host, workspace.store.as_ref()).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())

@@ -7,6 +7,8 @@
 //! 3. It still offers every kind and level that the state's managed grants of that app
 //!    hold, and the policy still validates against it: a version that would strand
 //!    access Portcullis manages is refused.
+//! 4. Upgrade review ([`crate::ops::upgrades`]): a version that widens what the plugin
+//!    may do (new import, kind, level, signer) waits for `portcullis plugin accept`.
 //!
 //! Then it is installed: calls that started on the old version finish on it. Every swap
 //! and every refusal is audited with both sha256s; a swap also with the imports and the
@@ -42,6 +44,14 @@ pub enum Reloaded {
     Refused {
         app: String,
         sha256: String,
+        reason: String,
+    },
+    /// The new version widens what the plugin may do (recorded and audited as held);
+    /// the old version keeps serving until `portcullis plugin accept APP` and a reload.
+    AwaitingAcceptance {
+        app: String,
+        sha256: String,
+        widened: Vec<String>,
         reason: String,
     },
     /// A bundled plugin: it changes with the binary.
@@ -94,6 +104,31 @@ async fn reload_app(service: &Service, name: &str, path: &Path, requested_by: &s
     };
     if let Err(reason) = keeps_what_state_holds(service, name, &candidate.info).await {
         return refuse(&from, &sha, reason);
+    }
+    // Upgrade review: a version that widens what the plugin may do waits for an operator.
+    let profile = crate::upgrade::Profile::of(candidate.app(), &candidate.info);
+    let review = crate::ops::upgrades::review(
+        service.workspace.store.as_ref(),
+        host.audit_sink().as_ref(),
+        candidate.app(),
+        &profile,
+    );
+    match review {
+        Err(e) => return refuse(&from, &sha, e.to_string()),
+        Ok(crate::ops::upgrades::Review::Held {
+            from: accepted,
+            widened,
+        }) => {
+            let reason = crate::ops::upgrades::held_message(name, &sha, &accepted, &widened);
+            tracing::warn!("{}", crate::untrusted::escape(&reason));
+            return Reloaded::AwaitingAcceptance {
+                app: name.to_owned(),
+                sha256: sha,
+                widened,
+                reason,
+            };
+        }
+        Ok(_) => {}
     }
     let old_info = host.connector_info(name).await.ok();
     let kinds = |info: Option<&crate::model::ConnectorInfo>| -> BTreeSet<String> {

@@ -186,6 +186,17 @@ pub trait StateStore: Send + Sync {
     /// The actions of one run, by index. Empty for an unknown run.
     fn actions(&self, run_id: &str) -> Result<Vec<ActionRecord>, StateError>;
 
+    // ---- plugin versions (upgrade review) ----
+
+    /// Records a plugin version, replacing the row for the same (app, sha256).
+    fn record_plugin_version(&self, version: &PluginVersion) -> Result<(), StateError>;
+    /// The version of `app` accepted last, if any.
+    fn accepted_plugin(&self, app: &str) -> Result<Option<PluginVersion>, StateError>;
+    /// One version of `app`.
+    fn plugin_version(&self, app: &str, sha256: &str) -> Result<Option<PluginVersion>, StateError>;
+    /// Every recorded version, by app, then when it was seen.
+    fn plugin_versions(&self) -> Result<Vec<PluginVersion>, StateError>;
+
     // ---- approvals ----
 
     /// Ask for a decision. Idempotent: while a pending or approved request exists for the
@@ -366,6 +377,54 @@ pub struct Intent {
     /// The time the run's plan was made for.
     pub as_of: DateTime<Utc>,
     pub started_at: DateTime<Utc>,
+}
+
+/// Whether a plugin version may serve its app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginStatus {
+    /// Accepted: by an operator, on first use, or because it only narrowed.
+    Accepted,
+    /// It widened what the plugin may do; waits for `portcullis plugin accept`.
+    Pending,
+}
+
+impl PluginStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginStatus::Accepted => "accepted",
+            PluginStatus::Pending => "pending",
+        }
+    }
+}
+
+impl FromStr for PluginStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "accepted" => Ok(PluginStatus::Accepted),
+            "pending" => Ok(PluginStatus::Pending),
+            other => Err(format!("unknown plugin status `{other}`")),
+        }
+    }
+}
+
+/// One plugin version an app was given (upgrade review, [`crate::upgrade`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    pub app: String,
+    pub sha256: String,
+    /// Its [`crate::upgrade::Profile`].
+    pub profile: serde_json::Value,
+    pub status: PluginStatus,
+    /// The accepted version it was compared with.
+    pub previous: Option<String>,
+    /// What it adds over `previous`.
+    pub widened: Vec<String>,
+    pub seen_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// Who accepted it: an operator, or `first-use` / `narrows-or-keeps`.
+    pub decided_by: Option<String>,
 }
 
 /// One `portcullis apply` run.

@@ -29,8 +29,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ActionRecord, Approval, ApprovalStatus, DesiredRow, Hold, Intent, ManagedGrant, NewApproval,
-    ObservedGrant, ObservedListing, PersonRecord, ReceivedHrEvent, RunLock, RunRecord, StateError,
-    StateStore, Target, UsageRecord, lockfile,
+    ObservedGrant, ObservedListing, PersonRecord, PluginVersion, ReceivedHrEvent, RunLock,
+    RunRecord, StateError, StateStore, Target, UsageRecord, lockfile,
 };
 
 /// Every schema version, in order. Append only: a released migration never changes.
@@ -40,6 +40,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("migrations/0003_run_as_of.sql")),
     M::up(include_str!("migrations/0004_hr_events.sql")),
     M::up(include_str!("migrations/0005_intents.sql")),
+    M::up(include_str!("migrations/0006_plugin_versions.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -373,6 +374,23 @@ fn check_op(what: &str, op: &str) -> Result<(), Fail> {
 }
 
 // ---- rows ----
+
+const PLUGIN_VERSION_COLUMNS: &str =
+    "app, sha256, profile, status, previous, widened, seen_at, decided_at, decided_by";
+
+fn plugin_version_row(row: &Row<'_>) -> rusqlite::Result<PluginVersion> {
+    Ok(PluginVersion {
+        app: row.get(0)?,
+        sha256: row.get(1)?,
+        profile: get_json(row, 2)?,
+        status: get_parsed(row, 3)?,
+        previous: row.get(4)?,
+        widened: get_json(row, 5)?,
+        seen_at: get_time(row, 6)?,
+        decided_at: get_opt_time(row, 7)?,
+        decided_by: row.get(8)?,
+    })
+}
 
 const PERSON_COLUMNS: &str = "id, name, attributes, accounts, status, updated_at";
 
@@ -1152,6 +1170,81 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn record_plugin_version(&self, v: &PluginVersion) -> Result<(), StateError> {
+        let op = format!("record plugin version {} of app {}", v.sha256, v.app);
+        self.write(op, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO plugin_versions (app, sha256, profile, status, previous, widened,
+                                              seen_at, decided_at, decided_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (app, sha256) DO UPDATE SET
+                    profile = excluded.profile, status = excluded.status,
+                    previous = excluded.previous, widened = excluded.widened,
+                    seen_at = excluded.seen_at, decided_at = excluded.decided_at,
+                    decided_by = excluded.decided_by",
+            )?
+            .execute(params![
+                v.app,
+                v.sha256,
+                to_json(&v.profile)?,
+                v.status.as_str(),
+                v.previous,
+                to_json(&v.widened)?,
+                ts(&v.seen_at),
+                opt_ts(&v.decided_at),
+                v.decided_by,
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn accepted_plugin(&self, app: &str) -> Result<Option<PluginVersion>, StateError> {
+        self.read(format!("read the accepted plugin of app {app}"), |conn| {
+            Ok(list(
+                conn,
+                &format!(
+                    "SELECT {PLUGIN_VERSION_COLUMNS} FROM plugin_versions
+                     WHERE app = ?1 AND status = 'accepted'
+                     ORDER BY decided_at DESC, seen_at DESC LIMIT 1"
+                ),
+                [app],
+                plugin_version_row,
+            )?
+            .pop())
+        })
+    }
+
+    fn plugin_version(&self, app: &str, sha256: &str) -> Result<Option<PluginVersion>, StateError> {
+        self.read(
+            format!("read plugin version {sha256} of app {app}"),
+            |conn| {
+                Ok(list(
+                    conn,
+                    &format!(
+                        "SELECT {PLUGIN_VERSION_COLUMNS} FROM plugin_versions
+                     WHERE app = ?1 AND sha256 = ?2"
+                    ),
+                    [app, sha256],
+                    plugin_version_row,
+                )?
+                .pop())
+            },
+        )
+    }
+
+    fn plugin_versions(&self) -> Result<Vec<PluginVersion>, StateError> {
+        self.read("read plugin versions", |conn| {
+            list(
+                conn,
+                &format!(
+                    "SELECT {PLUGIN_VERSION_COLUMNS} FROM plugin_versions ORDER BY app, seen_at"
+                ),
+                [],
+                plugin_version_row,
+            )
+        })
+    }
+
     fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
         self.read("read runs", |conn| {
             list(
@@ -1323,7 +1416,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::state::{HoldReason, ManagedStatus};
+    use crate::state::{HoldReason, ManagedStatus, PluginStatus};
 
     /// A fixed time: 2027-03-01 plus `hours`.
     fn at(hours: i64) -> DateTime<Utc> {
@@ -1335,6 +1428,62 @@ mod tests {
 
     fn store() -> SqliteStore {
         SqliteStore::open_in_memory().expect("in-memory store")
+    }
+
+    fn plugin_version(sha: &str, status: PluginStatus, decided: Option<i64>) -> PluginVersion {
+        PluginVersion {
+            app: "wiki".into(),
+            sha256: sha.into(),
+            profile: json!({ "imports": [sha] }),
+            status,
+            previous: None,
+            widened: vec![format!("new import {sha}")],
+            seen_at: at(0),
+            decided_at: decided.map(at),
+            decided_by: decided.map(|_| "carol".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_accepted_plugin_is_the_one_decided_last_and_pending_ones_never_count() {
+        use crate::state::PluginStatus::{Accepted, Pending};
+        let s = store();
+        assert_eq!(s.accepted_plugin("wiki").expect("read"), None);
+        s.record_plugin_version(&plugin_version("a", Accepted, Some(1)))
+            .expect("a");
+        s.record_plugin_version(&plugin_version("b", Pending, None))
+            .expect("b");
+        assert_eq!(
+            s.accepted_plugin("wiki")
+                .expect("read")
+                .map(|v| v.sha256)
+                .as_deref(),
+            Some("a")
+        );
+        // b accepted later: it is the current one; a rolled back to later again: a.
+        s.record_plugin_version(&plugin_version("b", Accepted, Some(2)))
+            .expect("b accepted");
+        assert_eq!(
+            s.accepted_plugin("wiki")
+                .expect("read")
+                .map(|v| v.sha256)
+                .as_deref(),
+            Some("b")
+        );
+        s.record_plugin_version(&plugin_version("a", Accepted, Some(3)))
+            .expect("a again");
+        let current = s.accepted_plugin("wiki").expect("read").expect("one");
+        assert_eq!(current.sha256, "a");
+        assert_eq!(current.widened, vec!["new import a"]);
+        assert_eq!(current.decided_by.as_deref(), Some("carol"));
+        assert_eq!(s.plugin_versions().expect("all").len(), 2);
+        assert_eq!(
+            s.plugin_version("wiki", "b")
+                .expect("read")
+                .map(|v| v.status),
+            Some(Accepted)
+        );
+        assert_eq!(s.accepted_plugin("other").expect("read"), None);
     }
 
     fn target(app: &str, kind: &str, resource: &str) -> Target {
