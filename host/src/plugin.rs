@@ -372,6 +372,39 @@ mod tests {
         items.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    /// The SDK ships its own copy of the contract (a published crate cannot reach the
+    /// repository's `wit/`); it must be the contract this host speaks.
+    #[test]
+    fn the_sdk_builds_the_contract_this_host_speaks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let names = |dir: &Path| -> BTreeSet<String> {
+            std::fs::read_dir(dir)
+                .expect("wit dir")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(&root.join("wit")), names(&root.join("sdk/wit")));
+        for name in names(&root.join("wit")) {
+            let host = std::fs::read_to_string(root.join("wit").join(&name)).expect("wit");
+            let sdk = std::fs::read_to_string(root.join("sdk/wit").join(&name)).expect("sdk wit");
+            assert!(
+                host == sdk,
+                "sdk/wit/{name} differs from wit/{name}: copy wit/*.wit into sdk/wit/"
+            );
+        }
+        let contract = format!("{CONTRACT_PACKAGE}@{CONTRACT_VERSION}");
+        let sdk_lib = std::fs::read_to_string(root.join("sdk/src/lib.rs")).expect("sdk lib");
+        assert!(
+            sdk_lib.contains(&format!("pub const CONTRACT: &str = \"{contract}\";")),
+            "the SDK's CONTRACT constant must say {contract}"
+        );
+        let manifest = std::fs::read_to_string(root.join("sdk/Cargo.toml")).expect("manifest");
+        assert!(manifest.contains(&format!("contracts = [\"{contract}\"]")));
+        let world = std::fs::read_to_string(root.join("wit/world.wit")).expect("world");
+        assert!(world.contains(&format!("package {contract};")), "{world}");
+    }
+
     #[test]
     fn header_check_names_what_the_file_is() {
         assert!(matches!(

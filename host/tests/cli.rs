@@ -355,17 +355,9 @@ async fn plugin_test_runs_the_conformance_kit_and_prints_the_table() {
 }
 
 #[tokio::test]
-async fn plugin_new_scaffolds_into_a_portcullis_checkout_only() {
+async fn plugin_new_writes_a_standalone_crate_anywhere_and_a_workspace_crate_in_the_repository() {
+    // Outside the repository: a vendor's standalone crate, the SDK by version.
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = portcullis(dir.path(), &["plugin", "new", "acme-hr"]).await;
-    assert_eq!(output.status.code(), Some(2), "not a Portcullis root");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("repository root"));
-
-    std::fs::write(
-        dir.path().join("Cargo.toml"),
-        "[workspace]\nmembers = [\"plugins/*\"]\n",
-    )
-    .expect("manifest");
     let output = portcullis(dir.path(), &["plugin", "new", "acme-hr"]).await;
     assert_eq!(
         output.status.code(),
@@ -373,15 +365,79 @@ async fn plugin_new_scaffolds_into_a_portcullis_checkout_only() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let lib =
-        std::fs::read_to_string(dir.path().join("plugins/acme-hr/src/lib.rs")).expect("lib.rs");
+    let crate_dir = dir.path().join("acme-hr");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("manifest");
+    assert!(manifest.contains("portcullis-sdk = \"0.1\""), "{manifest}");
+    assert!(
+        manifest.contains("\n[workspace]\n"),
+        "a crate of its own: {manifest}"
+    );
+    for file in [
+        "src/lib.rs",
+        "tests/conformance.rs",
+        "README.md",
+        "rust-toolchain.toml",
+        ".github/workflows/ci.yml",
+        "wit/world.wit",
+        "wit/connector.wit",
+    ] {
+        assert!(crate_dir.join(file).is_file(), "no {file}");
+    }
+    let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).expect("lib.rs");
     assert!(lib.contains("export_connector!(AcmeHr)"));
-    assert!(dir.path().join("plugins/acme-hr/Cargo.toml").is_file());
-    assert!(dir.path().join("tests/e2e/tests/acme_hr.rs").is_file());
-
+    let readme = std::fs::read_to_string(crate_dir.join("README.md")).expect("readme");
+    assert!(readme.contains("portcullis:connector@0.1.0"), "{readme}");
     let again = portcullis(dir.path(), &["plugin", "new", "acme-hr"]).await;
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "refuses a non-empty directory"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    let output = portcullis(
+        dir.path(),
+        &[
+            "plugin",
+            "new",
+            "acme-hr",
+            "--dir",
+            "vendor/hr",
+            "--sdk-git",
+            "https://git.example/sdk",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let manifest =
+        std::fs::read_to_string(dir.path().join("vendor/hr/Cargo.toml")).expect("manifest");
+    assert!(
+        manifest.contains("portcullis-sdk = { git = \"https://git.example/sdk\" }"),
+        "{manifest}"
+    );
+
+    // In the repository: plugins/NAME and an end-to-end test.
+    let repo = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        repo.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"plugins/*\"]\n",
+    )
+    .expect("manifest");
+    let output = portcullis(repo.path(), &["plugin", "new", "acme-hr"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lib =
+        std::fs::read_to_string(repo.path().join("plugins/acme-hr/src/lib.rs")).expect("lib.rs");
+    assert!(lib.contains("export_connector!(AcmeHr)"));
+    assert!(repo.path().join("plugins/acme-hr/Cargo.toml").is_file());
+    assert!(repo.path().join("tests/e2e/tests/acme_hr.rs").is_file());
+
+    let again = portcullis(repo.path(), &["plugin", "new", "acme-hr"]).await;
     assert_eq!(again.status.code(), Some(2), "refuses to overwrite");
-    let bad = portcullis(dir.path(), &["plugin", "new", "Acme HR"]).await;
+    let bad = portcullis(repo.path(), &["plugin", "new", "Acme HR"]).await;
     assert_eq!(bad.status.code(), Some(2));
 }
 

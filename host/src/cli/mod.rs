@@ -345,9 +345,19 @@ pub enum PluginCommand {
     /// Scaffold a new connector crate (plugins/NAME) with a simulator-backed test.
     New {
         name: String,
-        /// The Portcullis repository root.
+        /// Write a standalone crate (a vendor's own repository) into DIR. Without it: in
+        /// the Portcullis repository root, plugins/NAME; anywhere else, ./NAME.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The Portcullis repository root, for a connector inside the repository.
         #[arg(long, default_value = ".")]
         root: PathBuf,
+        /// The standalone crate depends on the SDK at this path (default: by version).
+        #[arg(long, conflicts_with = "sdk_git")]
+        sdk_path: Option<PathBuf>,
+        /// The standalone crate depends on the SDK from this git repository.
+        #[arg(long)]
+        sdk_git: Option<String>,
     },
 }
 
@@ -375,7 +385,20 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Plugin(PluginCommand::Verify { target, app, key }) => {
             plugin::verify(&cli.config, &target, app.as_deref(), key.as_deref(), json)
         }
-        Command::Plugin(PluginCommand::New { name, root }) => new_plugin(&root, &name, json),
+        Command::Plugin(PluginCommand::New {
+            name,
+            dir,
+            root,
+            sdk_path,
+            sdk_git,
+        }) => {
+            let sdk = match (sdk_path, sdk_git) {
+                (Some(path), _) => scaffold::SdkSource::Path(path),
+                (None, Some(url)) => scaffold::SdkSource::Git(url),
+                (None, None) => scaffold::SdkSource::Version,
+            };
+            new_plugin(&root, dir.as_deref(), &name, &sdk, json)
+        }
         Command::Plan { policy, out } => {
             lifecycle::plan_command(&cli.config, &policy, out.as_deref(), json).await
         }
@@ -500,30 +523,50 @@ pub async fn run(cli: Cli) -> Exit {
     }
 }
 
-fn new_plugin(root: &std::path::Path, name: &str, json: bool) -> Exit {
-    match scaffold::write(root, name) {
-        Ok(files) => {
-            if json {
-                output::emit(&serde_json::json!({ "ok": true, "exit": 0, "files": files }));
-            } else {
-                for file in &files {
-                    say!("created {}", file.display());
-                }
-                say!(
-                    "\nnext: cargo test -p portcullis-e2e --test {}   (builds the plugin to wasm and runs the conformance kit)",
-                    name.replace('-', "_")
-                );
-                say!(
-                    "then edit plugins/{name}/src/lib.rs for your application's API; see sdk/README.md"
-                );
-            }
-            Exit::Success
-        }
-        Err(message) => output::bad_input(&message, json),
+fn new_plugin(
+    root: &std::path::Path,
+    dir: Option<&std::path::Path>,
+    name: &str,
+    sdk: &scaffold::SdkSource,
+    json: bool,
+) -> Exit {
+    let in_repository = dir.is_none() && scaffold::is_portcullis_repository(root);
+    let written = if in_repository {
+        scaffold::write(root, name)
+    } else {
+        let dir = dir.map_or_else(|| std::path::PathBuf::from(name), std::path::Path::to_owned);
+        scaffold::write_standalone(&dir, name, sdk)
+    };
+    let files = match written {
+        Ok(files) => files,
+        Err(message) => return output::bad_input(&message, json),
+    };
+    if json {
+        output::emit(&serde_json::json!({ "ok": true, "exit": 0, "files": files }));
+        return Exit::Success;
     }
+    for file in &files {
+        say!("created {}", file.display());
+    }
+    if in_repository {
+        say!(
+            "\nnext: cargo test -p portcullis-e2e --test {}   (builds the plugin to wasm and runs the conformance kit)",
+            name.replace('-', "_")
+        );
+        say!("then edit plugins/{name}/src/lib.rs for your application's API; see sdk/README.md");
+    } else {
+        let dir = dir.map_or_else(|| std::path::PathBuf::from(name), std::path::Path::to_owned);
+        say!(
+            "\nnext: cd {} && cargo test   (builds the component and runs the conformance kit against the fake API in tests/conformance.rs)",
+            dir.display()
+        );
+        say!(
+            "then edit src/lib.rs for your application's API; README.md covers build, test, signing and release"
+        );
+    }
+    Exit::Success
 }
 
-/// Loads the config and builds the host; any failure is bad input, described fully.
 /// [`load_host`], then the upgrade review of every app's plugin when the config's state
 /// exists (it holds the accepted versions; without state nothing was accepted yet).
 async fn reviewed_host(
@@ -545,6 +588,7 @@ async fn reviewed_host(
     Ok((host, engine))
 }
 
+/// Loads the config and builds the host; any failure is bad input, described fully.
 pub(crate) fn load_host(
     path: &std::path::Path,
 ) -> Result<(Host, crate::engine::EngineOptions), String> {

@@ -163,6 +163,7 @@ fn ensure_target_installed() {
 fn rerun_if_guest_sources_change(workspace_root: &Path, guest_dirs: &[&str]) {
     let shared = [
         "wit",
+        "sdk/wit",
         "sdk/src",
         "sdk/Cargo.toml",
         "Cargo.toml",
