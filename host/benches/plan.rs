@@ -41,6 +41,7 @@ fn catalog() -> BTreeMap<String, ConnectorInfo> {
         version: "1".into(),
         description: String::new(),
         kinds,
+        capabilities: Vec::new(),
     };
     BTreeMap::from([
         (

@@ -148,6 +148,23 @@ fn check(info: &ConnectorInfo) -> Result<(), String> {
             }
         }
     }
+    // Capabilities (0.2.0): each names a declared kind, once; the host acts on them
+    // (set-level instead of revoke + grant), so an ambiguous one is refused.
+    let mut described = BTreeSet::new();
+    for capability in &info.capabilities {
+        if !kinds.contains(capability.kind.as_str()) {
+            return Err(format!(
+                "its capabilities name kind {}, which it does not declare",
+                shown(&capability.kind)
+            ));
+        }
+        if !described.insert(capability.kind.as_str()) {
+            return Err(format!(
+                "capabilities must list each kind once, but {} is listed twice",
+                shown(&capability.kind)
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -171,6 +188,7 @@ mod tests {
             version: "1.0.0".into(),
             description: "Acme wiki spaces.\nSecond line.".into(),
             kinds,
+            capabilities: Vec::new(),
         }
     }
 
@@ -222,6 +240,29 @@ mod tests {
             assert!(message.contains("acme.wasm"), "{message}");
             assert!(!message.contains('\x1b') && !message.contains('\u{202e}'));
         }
+    }
+
+    #[test]
+    fn capabilities_must_name_declared_kinds_once() {
+        use crate::model::KindCapabilities;
+        let capability = |kind: &str| KindCapabilities {
+            kind: kind.into(),
+            list_grants: true,
+            set_level: true,
+            usage: false,
+        };
+        let mut described = info(vec![kind("repository", &["read", "admin"])]);
+        described.capabilities = vec![capability("repository")];
+        assert_eq!(validate("p", &described), Ok(()));
+        described.capabilities = vec![capability("team")];
+        let rule = validate("p", &described).expect_err("unknown kind").rule;
+        assert!(
+            rule.contains("`team`") && rule.contains("does not declare"),
+            "{rule}"
+        );
+        described.capabilities = vec![capability("repository"), capability("repository")];
+        let rule = validate("p", &described).expect_err("twice").rule;
+        assert!(rule.contains("listed twice"), "{rule}");
     }
 
     #[test]

@@ -16,21 +16,20 @@ use parking_lot::RwLock;
 
 use crate::app::App;
 use crate::audit::AuditSink;
-use crate::bindings::guest;
 use crate::cache::CompileCache;
 use crate::config::{AppConfig, Config};
 use crate::egress::{Egress, HttpEgress};
+use crate::guest::Guest;
 use crate::model::{
     Action, CheckReport, ConnectorInfo, Entitlement, Grant, GrantOutcome, GrantPage, GrantQuery,
-    Observed, RevokeOutcome, Subject,
+    Observed, RevokeOutcome, SetLevelOutcome, Subject, UsagePage, UsageQuery,
 };
-use crate::plugin::{Plugin, PluginError};
+use crate::plugin::{Plugin, PluginError, Unverified};
 use crate::readback::{Checked, Verdict, grant_verdict, revoke_verdict};
 use crate::runtime::Runtime;
 use crate::sandbox::{self, Call, CallError, CallReport, CallState, GuestFuture, Operation};
 use crate::secrets::AppSecrets;
 use crate::trust::{Signer, Trust};
-use crate::untrusted::caps;
 use wasmtime::Store;
 
 /// Why a host could not be built. Each names the app and field at fault.
@@ -183,21 +182,26 @@ impl HostBuilder {
         let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
         let mut apps = BTreeMap::new();
         for (name, app_config) in &self.config.apps {
+            let plugin_error = |source| HostError::Plugin {
+                app: name.clone(),
+                source,
+            };
+            // Judged before compiling: bytes the trust config refuses never reach the
+            // compiler.
+            let unverified = read_plugin(app_config).map_err(plugin_error)?;
+            let signer = judge(&trust, audit.as_ref(), name, &unverified)?;
             let plugin = match plugins.get(&app_config.plugin) {
                 Some(plugin) => Arc::clone(plugin),
                 None => {
-                    let plugin =
-                        Arc::new(load_plugin(&runtime, cache.as_ref(), app_config).map_err(
-                            |source| HostError::Plugin {
-                                app: name.clone(),
-                                source,
-                            },
-                        )?);
+                    let plugin = Arc::new(
+                        unverified
+                            .compile(&runtime, cache.as_ref())
+                            .map_err(plugin_error)?,
+                    );
                     plugins.insert(app_config.plugin.clone(), Arc::clone(&plugin));
                     plugin
                 }
             };
-            let signer = judge(&trust, audit.as_ref(), name, &plugin)?;
             let app = build_app(
                 &self.config,
                 name,
@@ -218,13 +222,13 @@ impl HostBuilder {
     }
 }
 
-/// The trust config's verdict on `plugin` serving `app`; a refusal is audited (and still
-/// stands if it cannot be).
+/// The trust config's verdict on a plugin file serving `app`; a refusal is audited (and
+/// still stands if it cannot be).
 fn judge(
     trust: &Trust,
     audit: &dyn AuditSink,
     app: &str,
-    plugin: &Plugin,
+    plugin: &Unverified,
 ) -> Result<Signer, HostError> {
     trust
         .judge(app, &plugin.origin, &plugin.signatures, chrono::Utc::now())
@@ -248,16 +252,11 @@ fn judge(
         })
 }
 
-fn load_plugin(
-    runtime: &Runtime,
-    cache: Option<&CompileCache>,
-    app: &AppConfig,
-) -> Result<Plugin, PluginError> {
+/// An app's plugin, bundled or a file, read and its signatures checked.
+fn read_plugin(app: &AppConfig) -> Result<Unverified, PluginError> {
     match crate::bundled::get(&app.plugin) {
-        Some(bytes) => {
-            Plugin::from_bytes(runtime, cache, &format!("bundled:{}", app.plugin), bytes)
-        }
-        None => Plugin::from_file(runtime, cache, Path::new(&app.plugin)),
+        Some(bytes) => Unverified::new(&format!("bundled:{}", app.plugin), bytes.into(), None),
+        None => Unverified::read(Path::new(&app.plugin)),
     }
 }
 
@@ -364,7 +363,7 @@ impl Host {
     async fn call_export<T, F>(&self, app: &str, operation: Operation, call: F) -> Call<T>
     where
         T: Send,
-        F: for<'a> FnOnce(&'a guest::Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
+        F: for<'a> FnOnce(Guest<'a>, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
     {
         // One version for the whole call: the check and the export run on the same one.
         let app = match self.app_or_refuse(app) {
@@ -385,14 +384,14 @@ impl Host {
     async fn run_on<T, F>(&self, app: &Arc<App>, operation: Operation, call: F) -> Call<T>
     where
         T: Send,
-        F: for<'a> FnOnce(&'a guest::Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
+        F: for<'a> FnOnce(Guest<'a>, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
     {
         sandbox::run(
             &self.runtime,
             &self.audit,
             app,
             operation,
-            |instance, store| call(guest_of(instance), store),
+            |instance, store| call(instance.guest(), store),
         )
         .await
     }
@@ -406,40 +405,43 @@ impl Host {
 
     async fn describe_on(&self, app: &Arc<App>) -> Call<ConnectorInfo> {
         self.run_on(app, Operation::simple("describe"), |guest, store| {
-            Box::pin(async move { Ok(Ok(guest.call_describe(store).await?.into())) })
+            Box::pin(async move { Ok(Ok(guest.describe(store).await?)) })
         })
         .await
     }
 
     pub async fn check(&self, app: &str) -> Call<CheckReport> {
         self.call_export(app, Operation::simple("check"), |guest, store| {
-            Box::pin(async move {
-                let result = guest.call_check(store).await?;
-                Ok(result.map(Into::into).map_err(Into::into))
-            })
+            Box::pin(guest.check(store))
         })
         .await
     }
 
     pub async fn grant(&self, app: &str, action: &Action) -> Call<GrantOutcome> {
-        let wit_action = action.into();
+        let owned = action.clone();
         self.call_export(app, action_operation("grant", action), |guest, store| {
-            Box::pin(async move {
-                let result = guest.call_grant(store, &wit_action).await?;
-                Ok(result.map(Into::into).map_err(Into::into))
-            })
+            Box::pin(async move { guest.grant(store, &owned).await })
         })
         .await
     }
 
     pub async fn revoke(&self, app: &str, action: &Action) -> Call<RevokeOutcome> {
-        let wit_action = action.into();
+        let owned = action.clone();
         self.call_export(app, action_operation("revoke", action), |guest, store| {
-            Box::pin(async move {
-                let result = guest.call_revoke(store, &wit_action).await?;
-                Ok(result.map(Into::into).map_err(Into::into))
-            })
+            Box::pin(async move { guest.revoke(store, &owned).await })
         })
+        .await
+    }
+
+    /// Changes the level the subject holds in place (contract 0.2.0, kinds whose
+    /// capabilities say `set-level`); `unsupported` otherwise.
+    pub async fn set_level(&self, app: &str, action: &Action) -> Call<SetLevelOutcome> {
+        let owned = action.clone();
+        self.call_export(
+            app,
+            action_operation("set-level", action),
+            |guest, store| Box::pin(async move { guest.set_level(store, &owned).await }),
+        )
         .await
     }
 
@@ -455,26 +457,35 @@ impl Host {
             entitlement: Some(entitlement.clone()),
             idempotency_key: None,
         };
-        let (wit_subject, wit_entitlement) = (subject.into(), entitlement.into());
+        let (subject, entitlement) = (subject.clone(), entitlement.clone());
         self.call_export(app, operation, |guest, store| {
-            Box::pin(async move {
-                let result = guest
-                    .call_verify(store, &wit_subject, &wit_entitlement)
-                    .await?;
-                Ok(result.map(Into::into).map_err(Into::into))
-            })
+            Box::pin(async move { guest.verify(store, &subject, &entitlement).await })
         })
         .await
     }
 
+    /// One page of when subjects last used a kind's grants (contract 0.2.0, kinds whose
+    /// capabilities say `usage`); `unsupported` otherwise.
+    pub async fn usage(&self, app: &str, query: &UsageQuery) -> Call<UsagePage> {
+        let call = self
+            .call_export(app, Operation::simple("usage"), |guest, store| {
+                let query = query.clone();
+                Box::pin(async move { guest.usage(store, &query).await })
+            })
+            .await;
+        Call {
+            result: call
+                .result
+                .and_then(|page| page.map_err(CallError::Refused)),
+            report: call.report,
+        }
+    }
+
     pub async fn list_grants(&self, app: &str, query: &GrantQuery) -> Call<GrantPage> {
-        let wit_query = query.into();
         let call = self
             .call_export(app, Operation::simple("list-grants"), |guest, store| {
-                Box::pin(async move {
-                    let result = guest.call_list_grants(store, &wit_query).await?;
-                    Ok(result.map(checked_page).map_err(Into::into))
-                })
+                let query = query.clone();
+                Box::pin(async move { guest.list_grants(store, &query).await })
             })
             .await;
         // A page over the host's caps is the host's refusal, not the connector's error
@@ -668,11 +679,15 @@ impl Host {
             .cloned()
     }
 
-    /// Compiles a plugin file with this host's runtime and compile cache, off the async
-    /// threads (compiling takes seconds; calls in flight keep running meanwhile).
-    pub async fn compile_plugin_file(&self, path: &Path) -> Result<Plugin, PluginError> {
-        let (runtime, cache, path) = (self.runtime.clone(), self.cache.clone(), path.to_owned());
-        tokio::task::spawn_blocking(move || Plugin::from_file(&runtime, cache.as_ref(), &path))
+    /// Reads a new plugin file for `app`, judges it with this host's trust config (a
+    /// refusal is audited; refused bytes are never compiled), then compiles it with this
+    /// host's runtime and compile cache off the async threads (compiling takes seconds;
+    /// calls in flight keep running meanwhile).
+    pub async fn compile_plugin_file(&self, app: &str, path: &Path) -> Result<Plugin, String> {
+        let unverified = Unverified::read(path).map_err(|e| e.to_string())?;
+        judge(&self.trust, self.audit.as_ref(), app, &unverified).map_err(|e| e.to_string())?;
+        let (runtime, cache) = (self.runtime.clone(), self.cache.clone());
+        tokio::task::spawn_blocking(move || unverified.compile(&runtime, cache.as_ref()))
             .await
             .unwrap_or_else(|join| {
                 Err(PluginError::Invalid {
@@ -680,6 +695,7 @@ impl Host {
                     message: format!("the compiling task failed: {join}"),
                 })
             })
+            .map_err(|e| e.to_string())
     }
 
     /// Makes `plugin` a candidate for `app`: the same secrets, egress, limits and rate
@@ -689,8 +705,11 @@ impl Host {
         let Some(current) = self.app(app) else {
             return Err(self.unknown_app(app));
         };
-        // The same trust as at start: a swapped-in file is judged like a loaded one.
-        let signer = judge(&self.trust, self.audit.as_ref(), app, &plugin)
+        // The same trust as at start (judged before compiling too; this names the signer
+        // of the new version).
+        let signer = self
+            .trust
+            .judge(app, &plugin.origin, &plugin.signatures, chrono::Utc::now())
             .map_err(|e| CallError::Refused(e.to_string()))?;
         let next = Arc::new(App {
             name: current.name.clone(),
@@ -816,33 +835,6 @@ impl Host {
         };
         sandbox::instantiate_and_drop(&self.runtime, &self.audit, &app).await
     }
-}
-
-/// A page as the host accepts it: at most [`caps::GRANTS_PER_PAGE`] grants and a cursor of
-/// at most [`caps::CURSOR_BYTES`] (a cursor that grows every page is a loop in disguise).
-/// Checked before conversion, so an oversized page costs no copies.
-fn checked_page(page: crate::bindings::types::GrantPage) -> Result<GrantPage, String> {
-    if page.grants.len() > caps::GRANTS_PER_PAGE {
-        return Err(format!(
-            "the plugin returned {} grants on one page, over the host's cap of {}; the page was refused (the connector must page its listing)",
-            page.grants.len(),
-            caps::GRANTS_PER_PAGE
-        ));
-    }
-    if let Some(cursor) = &page.next_cursor
-        && cursor.len() > caps::CURSOR_BYTES
-    {
-        return Err(format!(
-            "the plugin returned a {}-byte cursor, over the host's cap of {} bytes; the page was refused (a cursor that grows every page is a loop)",
-            cursor.len(),
-            caps::CURSOR_BYTES
-        ));
-    }
-    Ok(page.into())
-}
-
-fn guest_of(instance: &crate::bindings::Plugin) -> &guest::Guest {
-    instance.portcullis_connector_connector()
 }
 
 fn action_operation(name: &'static str, action: &Action) -> Operation {

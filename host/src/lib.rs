@@ -6,6 +6,7 @@
 //! [`Host::verify`] and friends. ARCHITECTURE.md at the repository root has the map.
 
 pub mod app;
+pub mod atomic;
 pub mod audit;
 mod bindings;
 mod bundled;
@@ -21,6 +22,7 @@ pub mod dormant;
 pub mod drift;
 pub mod egress;
 pub mod engine;
+pub mod guest;
 mod host;
 pub mod keys;
 pub mod limits;
@@ -36,6 +38,7 @@ pub mod ranges;
 pub mod ratelimit;
 pub mod readback;
 pub mod redact;
+pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;

@@ -1,19 +1,11 @@
 //! The host's own vocabulary for access: subjects, entitlements, actions, outcomes and the
 //! errors a connector reports. These mirror the WIT types but belong to the host, so the
 //! CLI, audit log and (later) the scheduler and store never depend on generated bindings.
-//! Conversions to and from `portcullis:connector@0.1.0` live at the bottom of this file.
+//! Conversions to and from each contract version's generated types live in
+//! [`crate::guest`].
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-use crate::bindings::types as wit;
-use crate::untrusted::{bound, bound_list, caps};
-
-/// A string from a plugin as the host keeps it: every loaded secret scrubbed (before the
-/// cut, so no part of one survives it), then bounded to `max` bytes.
-fn inbound(text: String, max: usize) -> String {
-    bound(crate::redact::scrubbed(text), max)
-}
 
 /// Who receives or loses access, in the application's own identifiers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,12 +76,71 @@ pub struct ConnectorInfo {
     pub version: String,
     pub description: String,
     pub kinds: Vec<EntitlementKind>,
+    /// What each kind supports beyond grant, revoke and verify (contract 0.2.0; for a
+    /// 0.1.0 plugin, list-grants for every kind).
+    #[serde(default)]
+    pub capabilities: Vec<KindCapabilities>,
 }
 
 impl ConnectorInfo {
     pub fn kind(&self, name: &str) -> Option<&EntitlementKind> {
         self.kinds.iter().find(|k| k.name == name)
     }
+
+    /// What `kind` supports; none of the optional operations when it is not listed.
+    pub fn capabilities_of(&self, kind: &str) -> KindCapabilities {
+        self.capabilities
+            .iter()
+            .find(|c| c.kind == kind)
+            .cloned()
+            .unwrap_or_else(|| KindCapabilities {
+                kind: kind.to_owned(),
+                list_grants: false,
+                set_level: false,
+                usage: false,
+            })
+    }
+}
+
+/// The optional operations one kind supports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCapabilities {
+    pub kind: String,
+    pub list_grants: bool,
+    pub set_level: bool,
+    pub usage: bool,
+}
+
+/// What a set-level did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum SetLevelOutcome {
+    Changed,
+    AlreadyAtLevel,
+    Pending { detail: String },
+}
+
+/// A page request for a connector's usage export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageQuery {
+    pub kind: String,
+    pub resource: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// When one subject last used one entitlement, as the application reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub subject: Subject,
+    pub entitlement: Entitlement,
+    /// Seconds since the Unix epoch; none when the application has no record of use.
+    pub last_active_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsagePage {
+    pub records: Vec<UsageRecord>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,12 +240,24 @@ impl ConnectorError {
 
 // ---- What runs do: shared by the engine, the audit trail and the state ----
 
-/// Grant or revoke.
+/// Grant, revoke, or change a held level in place (contract 0.2.0 `set-level`, for kinds
+/// that declare it: a decrease without a revoke and a second invitation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Op {
     Grant,
     Revoke,
+    SetLevel,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Grant => "grant",
+            Op::Revoke => "revoke",
+            Op::SetLevel => "set-level",
+        }
+    }
 }
 
 /// How an action ended.
@@ -217,169 +280,6 @@ pub struct HttpCall {
     pub status: Option<u16>,
     pub latency_ms: f64,
     pub refused: Option<String>,
-}
-
-// ---- Conversions at the edge of `portcullis:connector@0.1.0` ----
-
-impl From<&Subject> for wit::Subject {
-    fn from(s: &Subject) -> Self {
-        wit::Subject {
-            id: s.id.clone(),
-            email: s.email.clone(),
-        }
-    }
-}
-
-impl From<wit::Subject> for Subject {
-    fn from(s: wit::Subject) -> Self {
-        Subject {
-            id: inbound(s.id, caps::ID_BYTES),
-            email: s.email.map(|e| inbound(e, caps::ID_BYTES)),
-        }
-    }
-}
-
-impl From<&Entitlement> for wit::Entitlement {
-    fn from(e: &Entitlement) -> Self {
-        wit::Entitlement {
-            kind: e.kind.clone(),
-            resource: e.resource.clone(),
-            level: e.level.clone(),
-        }
-    }
-}
-
-impl From<wit::Entitlement> for Entitlement {
-    fn from(e: wit::Entitlement) -> Self {
-        Entitlement {
-            kind: inbound(e.kind, caps::ID_BYTES),
-            resource: inbound(e.resource, caps::ID_BYTES),
-            level: e.level.map(|l| inbound(l, caps::ID_BYTES)),
-        }
-    }
-}
-
-impl From<&Action> for wit::Action {
-    fn from(a: &Action) -> Self {
-        wit::Action {
-            subject: (&a.subject).into(),
-            entitlement: (&a.entitlement).into(),
-            idempotency_key: a.idempotency_key.clone(),
-            reason: a.reason.clone(),
-        }
-    }
-}
-
-impl From<wit::ConnectorInfo> for ConnectorInfo {
-    fn from(i: wit::ConnectorInfo) -> Self {
-        ConnectorInfo {
-            name: i.name,
-            version: i.version,
-            description: i.description,
-            kinds: i
-                .kinds
-                .into_iter()
-                .map(|k| EntitlementKind {
-                    name: k.name,
-                    description: k.description,
-                    levels: k.levels,
-                    read_modify_write: k.read_modify_write,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<wit::CheckReport> for CheckReport {
-    fn from(r: wit::CheckReport) -> Self {
-        let scrub_all =
-            |items: Vec<String>| items.into_iter().map(crate::redact::scrubbed).collect();
-        CheckReport {
-            principal: inbound(r.principal, caps::MESSAGE_BYTES),
-            scopes: bound_list(scrub_all(r.scopes), caps::LIST_ITEMS, caps::ID_BYTES),
-            warnings: bound_list(scrub_all(r.warnings), caps::LIST_ITEMS, caps::MESSAGE_BYTES),
-        }
-    }
-}
-
-impl From<wit::GrantOutcome> for GrantOutcome {
-    fn from(o: wit::GrantOutcome) -> Self {
-        match o {
-            wit::GrantOutcome::Granted => GrantOutcome::Granted,
-            wit::GrantOutcome::AlreadyPresent => GrantOutcome::AlreadyPresent,
-            wit::GrantOutcome::Pending(detail) => GrantOutcome::Pending {
-                detail: inbound(detail, caps::MESSAGE_BYTES),
-            },
-        }
-    }
-}
-
-impl From<wit::RevokeOutcome> for RevokeOutcome {
-    fn from(o: wit::RevokeOutcome) -> Self {
-        match o {
-            wit::RevokeOutcome::Revoked => RevokeOutcome::Revoked,
-            wit::RevokeOutcome::AlreadyAbsent => RevokeOutcome::AlreadyAbsent,
-        }
-    }
-}
-
-impl From<wit::Observed> for Observed {
-    fn from(o: wit::Observed) -> Self {
-        match o {
-            wit::Observed::Present(level) => Observed::Present {
-                level: level.map(|l| inbound(l, caps::ID_BYTES)),
-            },
-            wit::Observed::Absent => Observed::Absent,
-            wit::Observed::Pending(level) => Observed::Pending {
-                level: level.map(|l| inbound(l, caps::ID_BYTES)),
-            },
-        }
-    }
-}
-
-impl From<&GrantQuery> for wit::GrantQuery {
-    fn from(q: &GrantQuery) -> Self {
-        wit::GrantQuery {
-            kind: q.kind.clone(),
-            resource: q.resource.clone(),
-            cursor: q.cursor.clone(),
-        }
-    }
-}
-
-impl From<wit::GrantPage> for GrantPage {
-    fn from(p: wit::GrantPage) -> Self {
-        GrantPage {
-            grants: p
-                .grants
-                .into_iter()
-                .map(|g| Grant {
-                    subject: g.subject.into(),
-                    entitlement: g.entitlement.into(),
-                    pending: g.pending,
-                    last_used_at: g.last_used_at,
-                })
-                .collect(),
-            next_cursor: p.next_cursor,
-        }
-    }
-}
-
-impl From<wit::ConnectorError> for ConnectorError {
-    fn from(e: wit::ConnectorError) -> Self {
-        let m = |message: String| inbound(message, caps::MESSAGE_BYTES);
-        match e {
-            wit::ConnectorError::InvalidRequest(e) => ConnectorError::InvalidRequest(m(e)),
-            wit::ConnectorError::NotFound(e) => ConnectorError::NotFound(m(e)),
-            wit::ConnectorError::Unauthorized(e) => ConnectorError::Unauthorized(m(e)),
-            wit::ConnectorError::RateLimited(r) => ConnectorError::RateLimited {
-                retry_after_ms: r.retry_after_ms,
-                message: m(r.message),
-            },
-            wit::ConnectorError::Transient(e) => ConnectorError::Transient(m(e)),
-            wit::ConnectorError::Unsupported(e) => ConnectorError::Unsupported(m(e)),
-        }
-    }
 }
 
 /// What a grant is on, independent of its level: one row per (app, kind, resource) in the

@@ -11,18 +11,16 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use crate::bindings::PluginPre;
 use crate::cache::CompileCache;
+use crate::guest::{PluginPre, Version};
 use crate::runtime::Runtime;
-use crate::sandbox::CallState;
 use crate::signing::Checked;
 
-/// The package and version of the contract this host implements.
+/// The package of the contract, and the newest version this host implements (what the
+/// SDK builds). Every version in [`Version::ALL`] loads: plugins built against any 0.1.x
+/// or 0.2.x contract (semver: 0.x minors are the compatibility boundary).
 pub const CONTRACT_PACKAGE: &str = "portcullis:connector";
-pub const CONTRACT_VERSION: &str = "0.1.0";
-/// Plugins built against any 0.1.x contract link against this host (semver: 0.x minors
-/// are the compatibility boundary).
-const CONTRACT_COMPATIBLE_PREFIX: &str = "@0.1.";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// Interfaces of the contract a plugin may import.
 const HOST_INTERFACES: &[&str] = &["types", "http", "secrets", "log", "config"];
 
@@ -33,10 +31,12 @@ pub struct Plugin {
     pub size: usize,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// The contract version it was built for.
+    pub contract: Version,
     /// Its signatures (embedded, and a `.sig` file beside it), each checked against the
     /// bytes; who is trusted is decided per app ([`crate::trust::Trust::judge`]).
     pub signatures: Vec<Checked>,
-    pub(crate) pre: PluginPre<CallState>,
+    pub(crate) pre: PluginPre,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -92,55 +92,60 @@ pub enum PluginError {
     Link { origin: String, message: String },
 }
 
-impl Plugin {
-    /// Reads, checks and pre-links a plugin from a file.
-    pub fn from_file(
-        runtime: &Runtime,
-        cache: Option<&CompileCache>,
-        path: &Path,
-    ) -> Result<Plugin, PluginError> {
+/// A plugin file read and its signatures checked against its bytes, not compiled yet:
+/// what the trust config judges, so bytes it refuses never reach the compiler.
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    pub origin: String,
+    pub bytes: std::borrow::Cow<'static, [u8]>,
+    pub sha256: String,
+    pub signatures: Vec<Checked>,
+}
+
+impl Unverified {
+    /// Reads a plugin file and the `FILE.sig` beside it, if any.
+    pub fn read(path: &Path) -> Result<Unverified, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             path: path.to_owned(),
             source,
         })?;
         let detached = read_detached(path)?;
-        Plugin::load(
-            runtime,
-            cache,
+        Unverified::new(
             &path.display().to_string(),
-            &bytes,
+            bytes.into(),
             detached.as_deref(),
         )
     }
 
-    /// Checks and pre-links a plugin from bytes; `origin` names it in errors.
-    pub fn from_bytes(
-        runtime: &Runtime,
-        cache: Option<&CompileCache>,
+    /// Checks `bytes` (a component with its signatures); `origin` names it in errors.
+    pub fn new(
         origin: &str,
-        bytes: &[u8],
-    ) -> Result<Plugin, PluginError> {
-        Plugin::load(runtime, cache, origin, bytes, None)
+        bytes: std::borrow::Cow<'static, [u8]>,
+        detached: Option<&str>,
+    ) -> Result<Unverified, PluginError> {
+        check_header(origin, &bytes)?;
+        Ok(Unverified {
+            origin: origin.to_owned(),
+            sha256: sha256_hex(&bytes),
+            signatures: signatures(origin, &bytes, detached)?,
+            bytes,
+        })
     }
 
-    fn load(
+    /// Compiles (or takes from the cache), checks the contract and pre-links.
+    pub fn compile(
+        self,
         runtime: &Runtime,
         cache: Option<&CompileCache>,
-        origin: &str,
-        bytes: &[u8],
-        detached: Option<&str>,
     ) -> Result<Plugin, PluginError> {
-        let sha256 = sha256_hex(bytes);
-        check_header(origin, bytes)?;
-        let signatures = signatures(origin, bytes, detached)?;
-        let component = compile(runtime, cache, origin, bytes, &sha256)?;
+        let origin = self.origin.as_str();
+        let component = compile(runtime, cache, origin, &self.bytes, &self.sha256)?;
         let (imports, exports) = interface_names(runtime, &component);
-        if let Some(problem) = incompatibility(&imports, &exports) {
-            return Err(PluginError::WrongContract {
+        let contract =
+            contract_of(&imports, &exports).map_err(|problem| PluginError::WrongContract {
                 origin: origin.to_owned(),
                 problem,
-            });
-        }
+            })?;
         let link_error = |e: wasmtime::Error| PluginError::Link {
             origin: origin.to_owned(),
             message: format!("{e:#}"),
@@ -150,16 +155,38 @@ impl Plugin {
             .linker()
             .instantiate_pre(&component)
             .map_err(link_error)?;
-        let pre = PluginPre::new(pre).map_err(link_error)?;
+        let pre = PluginPre::new(contract, pre).map_err(link_error)?;
         Ok(Plugin {
-            origin: origin.to_owned(),
-            sha256,
-            size: bytes.len(),
+            size: self.bytes.len(),
+            origin: self.origin,
+            sha256: self.sha256,
             imports,
             exports,
-            signatures,
+            contract,
+            signatures: self.signatures,
             pre,
         })
+    }
+}
+
+impl Plugin {
+    /// Reads, checks and pre-links a plugin from a file.
+    pub fn from_file(
+        runtime: &Runtime,
+        cache: Option<&CompileCache>,
+        path: &Path,
+    ) -> Result<Plugin, PluginError> {
+        Unverified::read(path)?.compile(runtime, cache)
+    }
+
+    /// Checks and pre-links a plugin from bytes; `origin` names it in errors.
+    pub fn from_bytes(
+        runtime: &Runtime,
+        cache: Option<&CompileCache>,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<Plugin, PluginError> {
+        Unverified::new(origin, bytes.to_vec().into(), None)?.compile(runtime, cache)
     }
 }
 
@@ -237,7 +264,7 @@ pub fn inspect_bytes(
         .find_map(|e| e.strip_prefix(&format!("{CONTRACT_PACKAGE}/connector")))
         .map(|version| format!("{CONTRACT_PACKAGE}{version}"));
     Ok(Inspection {
-        incompatibility: incompatibility(&imports, &exports),
+        incompatibility: contract_of(&imports, &exports).err(),
         origin,
         size: bytes.len(),
         sha256,
@@ -309,26 +336,34 @@ fn interface_names(runtime: &Runtime, component: &Component) -> (Vec<String>, Ve
     (imports, exports)
 }
 
-/// Why a component with these imports and exports cannot run on this host, if it cannot.
-fn incompatibility(imports: &[String], exports: &[String]) -> Option<String> {
-    let wanted = format!("{CONTRACT_PACKAGE}/connector@{CONTRACT_VERSION}");
+/// The contract version a component with these imports and exports targets, or why it
+/// cannot run on this host. Its imports must be of the same version as its export.
+fn contract_of(imports: &[String], exports: &[String]) -> Result<Version, String> {
+    let spoken = Version::ALL
+        .iter()
+        .map(|v| format!("{CONTRACT_PACKAGE}@{}", v.as_str()))
+        .collect::<Vec<_>>()
+        .join(" or ");
     let connector_export = exports
         .iter()
-        .find(|e| e.starts_with(&format!("{CONTRACT_PACKAGE}/connector")));
-    match connector_export {
-        None => {
-            return Some(format!(
-                "does not export {wanted}: it targets another world (its exports: {}); build it against wit/ of this repository with the Portcullis SDK",
-                list_or_none(exports)
-            ));
-        }
-        Some(found) if !found.contains(CONTRACT_COMPATIBLE_PREFIX) => {
-            return Some(format!(
-                "exports {found}, but this host speaks {wanted} (any 0.1.x); rebuild the plugin against {CONTRACT_PACKAGE}@{CONTRACT_VERSION} or upgrade the host"
-            ));
-        }
-        Some(_) => {}
-    }
+        .find(|e| e.starts_with(&format!("{CONTRACT_PACKAGE}/connector@")));
+    let Some(found) = connector_export else {
+        return Err(format!(
+            "does not export {CONTRACT_PACKAGE}/connector: it targets another world (its exports: {}); build it with the Portcullis SDK",
+            list_or_none(exports)
+        ));
+    };
+    let version_text = found
+        .strip_prefix(&format!("{CONTRACT_PACKAGE}/connector"))
+        .unwrap_or_default();
+    let Some(version) = Version::ALL
+        .into_iter()
+        .find(|v| version_text.starts_with(v.interface_prefix()))
+    else {
+        return Err(format!(
+            "exports {found}, but this host speaks {spoken}; rebuild the plugin with an SDK for one of those, or upgrade the host"
+        ));
+    };
     for import in imports {
         if import.starts_with("wasi:") {
             continue;
@@ -336,16 +371,18 @@ fn incompatibility(imports: &[String], exports: &[String]) -> Option<String> {
         let provided = HOST_INTERFACES.iter().any(|iface| {
             import
                 .strip_prefix(&format!("{CONTRACT_PACKAGE}/{iface}"))
-                .is_some_and(|version| version.starts_with(CONTRACT_COMPATIBLE_PREFIX))
+                .is_some_and(|v| v.starts_with(version.interface_prefix()))
         });
         if !provided {
-            return Some(format!(
-                "imports {import}, which this host does not provide (it provides {CONTRACT_PACKAGE}/{{{}}}@{CONTRACT_VERSION} and WASI); rebuild the plugin against {CONTRACT_PACKAGE}@{CONTRACT_VERSION}",
-                HOST_INTERFACES.join(",")
+            return Err(format!(
+                "imports {import}, which this host does not provide to a {} plugin (it provides {CONTRACT_PACKAGE}/{{{}}}@{} and WASI); rebuild the plugin with the SDK",
+                version.as_str(),
+                HOST_INTERFACES.join(","),
+                version.as_str()
             ));
         }
     }
-    None
+    Ok(version)
 }
 
 fn sorted<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
@@ -382,6 +419,7 @@ mod tests {
                 .expect("wit dir")
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".wit"))
                 .collect()
         };
         assert_eq!(names(&root.join("wit")), names(&root.join("sdk/wit")));
@@ -424,23 +462,34 @@ mod tests {
 
     #[test]
     fn contract_mismatches_are_explained() {
-        let ok_imports = strings(&["portcullis:connector/http@0.1.0", "wasi:io/streams@0.2.6"]);
-        let ok_exports = strings(&["portcullis:connector/connector@0.1.0"]);
-        assert_eq!(incompatibility(&ok_imports, &ok_exports), None);
+        let v1_imports = strings(&["portcullis:connector/http@0.1.0", "wasi:io/streams@0.2.6"]);
+        let v1_exports = strings(&["portcullis:connector/connector@0.1.0"]);
+        assert_eq!(contract_of(&v1_imports, &v1_exports), Ok(Version::V0_1));
+        let v2_imports = strings(&["portcullis:connector/http@0.2.0"]);
+        let v2_exports = strings(&["portcullis:connector/connector@0.2.0"]);
+        assert_eq!(contract_of(&v2_imports, &v2_exports), Ok(Version::V0_2));
+        let patch = strings(&["portcullis:connector/connector@0.2.3"]);
+        assert_eq!(contract_of(&[], &patch), Ok(Version::V0_2));
 
-        let newer = strings(&["portcullis:connector/connector@0.2.0"]);
-        let problem = incompatibility(&ok_imports, &newer).expect("0.2 must be refused");
+        let mixed = contract_of(&v1_imports, &v2_exports).expect_err("mixed versions");
         assert!(
-            problem.contains("0.2.0") && problem.contains("0.1.0"),
+            mixed.contains("http@0.1.0") && mixed.contains("0.2.0"),
+            "{mixed}"
+        );
+
+        let newer = strings(&["portcullis:connector/connector@0.3.0"]);
+        let problem = contract_of(&v1_imports, &newer).expect_err("0.3 must be refused");
+        assert!(
+            problem.contains("0.3.0") && problem.contains("@0.1.0 or portcullis:connector@0.2.0"),
             "{problem}"
         );
 
         let other_world = strings(&["wasi:http/incoming-handler@0.2.0"]);
-        let problem = incompatibility(&ok_imports, &other_world).expect("other world");
+        let problem = contract_of(&v1_imports, &other_world).expect_err("other world");
         assert!(problem.contains("another world"), "{problem}");
 
         let alien = strings(&["acme:evil/raw-sockets@1.0.0"]);
-        let problem = incompatibility(&alien, &ok_exports).expect("alien import");
+        let problem = contract_of(&alien, &v1_exports).expect_err("alien import");
         assert!(problem.contains("acme:evil/raw-sockets"), "{problem}");
     }
 }

@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
-use crate::model::{Action, EntitlementKind, GrantOutcome, Observed, RevokeOutcome};
+use crate::model::{
+    Action, EntitlementKind, GrantOutcome, Observed, RevokeOutcome, SetLevelOutcome,
+};
 use crate::sandbox::{Call, CallError};
 
 /// What an action amounted to after read-back.
@@ -57,6 +59,34 @@ pub fn grant_verdict(
         },
         (Observed::Pending { .. }, _) => Verdict::Pending {
             detail: "the application shows the grant as pending".into(),
+            observed,
+        },
+        _ => Verdict::NotApplied { observed },
+    }
+}
+
+/// Whether `observed` confirms a set-level: exactly the requested level (a higher one is
+/// not a lowered one), or pending at it.
+pub fn set_level_verdict(
+    action: &Action,
+    outcome: &SetLevelOutcome,
+    observed: Observed,
+) -> Verdict {
+    let wanted = action.entitlement.level.as_deref();
+    match (&observed, outcome) {
+        (Observed::Present { level }, _) if level.as_deref() == wanted => {
+            Verdict::Verified { observed }
+        }
+        (Observed::Pending { level }, SetLevelOutcome::Pending { detail })
+            if level.as_deref() == wanted =>
+        {
+            Verdict::Pending {
+                detail: detail.clone(),
+                observed,
+            }
+        }
+        (Observed::Pending { level }, _) if level.as_deref() == wanted => Verdict::Pending {
+            detail: "the application shows the grant as pending at the new level".into(),
             observed,
         },
         _ => Verdict::NotApplied { observed },

@@ -15,7 +15,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::Plugin as PluginWorld;
+use crate::bindings::{v0_1, v0_2};
 use crate::sandbox::CallState;
 
 /// How often the epoch advances: the granularity of CPU-time enforcement.
@@ -53,7 +53,12 @@ impl Runtime {
             .map_err(|e| wasmtime::format_err!("cannot start the epoch ticker thread: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        PluginWorld::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
+        // Every contract version's host interfaces: a plugin links against its own.
+        v0_1::Plugin::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        v0_2::Plugin::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
             &mut linker,
             |state| state,
         )?;

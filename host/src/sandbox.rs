@@ -22,7 +22,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::app::App;
 use crate::audit::{AuditError, AuditEvent, AuditRecord, AuditSink};
-use crate::bindings::Plugin as PluginInstance;
+use crate::guest::Instance as PluginInstance;
 use crate::model::{ConnectorError, Entitlement, Subject};
 use crate::runtime::{EPOCH_TICK, Runtime};
 
@@ -440,7 +440,6 @@ pub(crate) async fn time_reused_instance(
         .instantiate_async(&mut store)
         .await
         .map_err(|e| classify_trap(&e))?;
-    let wit_action: crate::bindings::types::Action = action.into();
     let mut times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         // Keep the meters from tripping: this loop measures calls, not limits.
@@ -449,12 +448,12 @@ pub(crate) async fn time_reused_instance(
         store.data_mut().meter.host_time = Duration::ZERO;
         let start = Instant::now();
         let result = instance
-            .portcullis_connector_connector()
-            .call_grant(&mut store, &wit_action)
+            .guest()
+            .grant(&mut store, action)
             .await
             .map_err(|e| classify_trap(&e))?;
         times.push(start.elapsed());
-        result.map_err(|e| CallError::Connector(e.into()))?;
+        result.map_err(CallError::Connector)?;
     }
     Ok(times)
 }

@@ -274,6 +274,12 @@ impl Trust {
         }
     }
 
+    /// This trust, with signatures required whatever the config says (`--require-signed`).
+    pub fn requiring_signatures(mut self) -> Trust {
+        self.require_signed = true;
+        self
+    }
+
     /// Whether every plugin must carry a trusted signature.
     pub fn require_signed(&self) -> bool {
         self.require_signed
@@ -283,6 +289,27 @@ impl Trust {
     pub fn judge(
         &self,
         app: &str,
+        origin: &str,
+        signatures: &[Checked],
+        now: DateTime<Utc>,
+    ) -> Result<Signer, Refusal> {
+        self.verdict(Some(app), origin, signatures, now)
+    }
+
+    /// [`Trust::judge`] for a file not bound to an app yet (`plugin pull` without
+    /// `--app`): a publisher counts whatever apps it is listed for.
+    pub fn judge_for_any_app(
+        &self,
+        origin: &str,
+        signatures: &[Checked],
+        now: DateTime<Utc>,
+    ) -> Result<Signer, Refusal> {
+        self.verdict(None, origin, signatures, now)
+    }
+
+    fn verdict(
+        &self,
+        app: Option<&str>,
         origin: &str,
         signatures: &[Checked],
         now: DateTime<Utc>,
@@ -321,7 +348,10 @@ impl Trust {
         let mut why_not = Vec::new();
         for key in &keys {
             for publisher in self.publishers.iter().filter(|p| &&p.key == key) {
-                if !publisher.apps.is_empty() && !publisher.apps.iter().any(|a| a == app) {
+                if let Some(app) = app
+                    && !publisher.apps.is_empty()
+                    && !publisher.apps.iter().any(|a| a == app)
+                {
                     why_not.push(format!(
                         "{} ({}) is trusted only for {}",
                         key_id(key),
@@ -354,14 +384,12 @@ impl Trust {
             });
         }
         let first_key = keys.first().copied();
+        let for_app = app.map(|a| format!(" for app `{a}`")).unwrap_or_default();
         let reason = match (keys.is_empty(), why_not.is_empty()) {
             (true, _) => format!(
-                "it is not signed, and [plugins] require_signed is on; use a signed build from its publisher, or review it and sign it (`portcullis plugin sign FILE --key KEY`) with a key listed in [[plugins.trust.publisher]] for app `{app}`"
+                "it is not signed, and [plugins] require_signed is on; use a signed build from its publisher, or review it and sign it (`portcullis plugin sign FILE --key KEY`) with a key listed in [[plugins.trust.publisher]]{for_app}"
             ),
-            (false, false) => format!(
-                "no signature counts for app `{app}`: {}",
-                why_not.join("; ")
-            ),
+            (false, false) => format!("no signature counts{for_app}: {}", why_not.join("; ")),
             (false, true) => format!(
                 "it is signed by {}, which [plugins.trust] does not list; if you trust that publisher, add the key under [[plugins.trust.publisher]]",
                 keys.iter()

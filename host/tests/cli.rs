@@ -274,12 +274,12 @@ async fn plugin_inspect_prints_contract_digest_and_grants() {
     .await;
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    assert!(text.contains("portcullis:connector@0.1.0"), "{text}");
+    assert!(text.contains("portcullis:connector@0.2.0"), "{text}");
     assert!(
-        text.contains("portcullis:connector/connector@0.1.0"),
+        text.contains("portcullis:connector/connector@0.2.0"),
         "{text}"
     );
-    assert!(text.contains("portcullis:connector/http@0.1.0"), "{text}");
+    assert!(text.contains("portcullis:connector/http@0.2.0"), "{text}");
     assert!(text.contains("https://api.github.com"), "{text}");
     assert!(text.contains("secrets (injected)   token"), "{text}");
     assert!(text.contains("secrets (readable)   none"), "{text}");
@@ -386,7 +386,7 @@ async fn plugin_new_writes_a_standalone_crate_anywhere_and_a_workspace_crate_in_
     let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).expect("lib.rs");
     assert!(lib.contains("export_connector!(AcmeHr)"));
     let readme = std::fs::read_to_string(crate_dir.join("README.md")).expect("readme");
-    assert!(readme.contains("portcullis:connector@0.1.0"), "{readme}");
+    assert!(readme.contains("portcullis:connector@0.2.0"), "{readme}");
     let again = portcullis(dir.path(), &["plugin", "new", "acme-hr"]).await;
     assert_eq!(
         again.status.code(),

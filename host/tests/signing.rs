@@ -108,12 +108,12 @@ async fn a_bundled_plugin_is_inspected_by_name_and_signed_by_the_project_key() {
     assert_eq!(output.status.code(), Some(0), "{shown}");
     for wanted in [
         "plugin    bundled:github",
-        "contract  portcullis:connector@0.1.0",
+        "contract  portcullis:connector@0.2.0",
         "Portcullis project (bundled plugins)",
         "declares  github",
         "repository",
-        "levels read, triage, write, maintain, admin",
-        "portcullis:connector/http@0.1.0",
+        "levels read, triage, write, maintain, admin; supports list-grants, set-level",
+        "portcullis:connector/http@0.2.0",
         "limits    memory 64 MiB",
     ] {
         assert!(shown.contains(wanted), "no `{wanted}` in\n{shown}");
@@ -132,7 +132,7 @@ async fn a_bundled_plugin_is_inspected_by_name_and_signed_by_the_project_key() {
         "{doc}"
     );
     assert_eq!(plugin["verdict"]["signer"]["status"], "trusted", "{doc}");
-    assert_eq!(plugin["plugin"]["contract"], "portcullis:connector@0.1.0");
+    assert_eq!(plugin["plugin"]["contract"], "portcullis:connector@0.2.0");
     assert!(
         plugin["connector"]["kinds"][0]["levels"].is_array(),
         "{doc}"

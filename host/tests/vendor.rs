@@ -122,10 +122,13 @@ fn a_vendor_crate_built_outside_the_workspace_from_the_packaged_sdk_loads_in_the
     let text = shown(&output);
     assert!(output.status.success(), "{text}");
     assert!(
-        text.contains("contract  portcullis:connector@0.1.0"),
+        text.contains("contract  portcullis:connector@0.2.0"),
         "{text}"
     );
     assert!(text.contains("declares  acme-wiki"), "{text}");
-    assert!(text.contains("levels member, maintainer"), "{text}");
+    assert!(
+        text.contains("levels member, maintainer; supports list-grants, set-level"),
+        "{text}"
+    );
     assert!(text.contains("signer    unsigned"), "{text}");
 }

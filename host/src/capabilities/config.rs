@@ -1,6 +1,6 @@
 //! `portcullis:connector/config`: the app's base URL and non-secret settings.
 
-use crate::bindings::config::Host;
+use crate::bindings::v0_1::config::Host;
 use crate::sandbox::CallState;
 
 impl Host for CallState {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::audit::{AuditEvent, redact_url};
-use crate::bindings::http::{self as wit, Host};
+use crate::bindings::v0_1::http::{self as wit, Host};
 use crate::egress::{Auth, EgressError, InboundResponse, OutboundRequest, parse_url};
 use crate::redact;
 use crate::sandbox::{CallState, HttpCall};

@@ -3,7 +3,7 @@
 //! separators shown escaped (a plugin must not forge log lines or repaint the operator's
 //! terminal), and capped in lines and bytes per call.
 
-use crate::bindings::log::{Host, Level};
+use crate::bindings::v0_1::log::{Host, Level};
 use crate::sandbox::CallState;
 
 /// Longest message or field value kept, in bytes; the rest is cut with a marker.

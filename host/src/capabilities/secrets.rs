@@ -2,7 +2,7 @@
 //! app's config grants `reveal`. Every reveal and every refusal is audited.
 
 use crate::audit::AuditEvent;
-use crate::bindings::secrets::{Host, SecretError};
+use crate::bindings::v0_1::secrets::{Host, SecretError};
 use crate::sandbox::CallState;
 use crate::secrets::SecretRefusal;
 use crate::untrusted::{Shown, bound, caps};

@@ -77,7 +77,7 @@ pub(crate) fn invalid(error: &OpError, json: bool) -> Exit {
 /// `apply --dry-run`, after the checks passed: what would run, in file order.
 fn dry_run(file: &ActionsFile, json: bool) -> Exit {
     let actions = file.actions();
-    let op = |spec: &engine::ActionSpec| format!("{:?}", spec.op).to_lowercase();
+    let op = |spec: &engine::ActionSpec| spec.op.as_str().to_owned();
     if json {
         let rows: Vec<_> = actions
             .iter()
@@ -182,7 +182,7 @@ pub(crate) fn print_report(report: &RunReport, json: bool) -> Exit {
         table.row(vec![
             (action.index + 1).to_string(),
             action.app.clone(),
-            format!("{:?}", action.op).to_lowercase(),
+            action.op.as_str().to_owned(),
             action.subject.id.clone(),
             action.entitlement.to_string(),
             outcome.to_owned(),

@@ -458,28 +458,50 @@ fn print_drift(title: &str, items: &[DriftItem]) {
 
 /// `portcullis dormant`: import usage, flag unused managed grants, request approvals to
 /// revoke them.
-pub(crate) fn dormant_command(
+pub(crate) async fn dormant_command(
     config: &Path,
     days: u32,
     usage: Option<&Path>,
     at: Option<&str>,
     json: bool,
 ) -> Exit {
-    let swept = (|| {
+    let swept = async {
         let at = at.map(parse_at).transpose()?.unwrap_or_else(Utc::now);
-        let (_, store) = open_state(config)?;
-        ops::dormant_sweep(&store, days, usage, at)
-    })();
-    let sweep = match swept {
-        Ok(sweep) => sweep,
+        // Usage straight from the connectors that report it (contract 0.2.0), then the
+        // sweep over everything state knows.
+        let ws = open(config).await?;
+        let collected = ops::collect_usage(&ws.host, ws.store.as_ref()).await?;
+        ops::dormant_sweep(ws.store.as_ref(), days, usage, at).map(|sweep| (collected, sweep))
+    }
+    .await;
+    let (collected, sweep) = match swept {
+        Ok(swept) => swept,
         Err(e) => return failed(&e, json),
     };
     let (found, approvals) = (&sweep.found, &sweep.approvals);
     if json {
         emit(
-            &json!({ "ok": true, "exit": 0, "days": days, "dormant": found, "approvals": approvals }),
+            &json!({ "ok": true, "exit": 0, "days": days, "usage_collected": collected, "dormant": found, "approvals": approvals }),
         );
         return Exit::Success;
+    }
+    for c in &collected {
+        match &c.problem {
+            None => say!(
+                "usage from {} {} {}: {} subjects",
+                c.app,
+                c.kind,
+                c.resource,
+                c.records
+            ),
+            Some(problem) => say!(
+                "usage from {} {} {}: {} subjects, then: {problem}",
+                c.app,
+                c.kind,
+                c.resource,
+                c.records
+            ),
+        }
     }
     say!(
         "{} managed grants unused for {days} days or more",

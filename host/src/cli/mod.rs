@@ -314,6 +314,34 @@ pub enum PluginCommand {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Fetch a component from an OCI registry: its digest and signatures are checked, and
+    /// the config's trust settings judge it, before anything is written.
+    Pull {
+        /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
+        reference: String,
+        /// Directory to write NAME.wasm into (NAME: the repository's last segment).
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+        /// Write exactly this file instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Judge it with this configured app's trust settings.
+        #[arg(long)]
+        app: Option<String>,
+        /// Refuse it unless a trusted publisher signed it, whatever the config says.
+        #[arg(long)]
+        require_signed: bool,
+        /// Plain HTTP (a registry on loopback for a local trial).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Publish a component to an OCI registry (one application/wasm layer).
+    Push {
+        file: PathBuf,
+        reference: String,
+        #[arg(long)]
+        plain_http: bool,
+    },
     /// Make a signing key: FILE (secret, owner-only) and FILE.pub.
     Keygen {
         #[arg(long)]
@@ -377,6 +405,29 @@ pub async fn run(cli: Cli) -> Exit {
             plugin::inspect(&cli.config, &target, app.as_deref(), json).await
         }
         Command::Plugin(PluginCommand::Keygen { out }) => plugin::keygen(&out, json),
+        Command::Plugin(PluginCommand::Pull {
+            reference,
+            dir,
+            out,
+            app,
+            require_signed,
+            plain_http,
+        }) => {
+            let args = plugin::PullArgs {
+                reference: &reference,
+                dir: &dir,
+                out: out.as_deref(),
+                app: app.as_deref(),
+                require_signed,
+                plain_http,
+            };
+            plugin::pull(&cli.config, &args, json).await
+        }
+        Command::Plugin(PluginCommand::Push {
+            file,
+            reference,
+            plain_http,
+        }) => plugin::push(&file, &reference, plain_http, json).await,
         Command::Plugin(PluginCommand::Sign {
             file,
             key,
@@ -432,6 +483,7 @@ pub async fn run(cli: Cli) -> Exit {
         } => lifecycle::drift_command(&cli.config, &policy, apply, allow_large_revoke, json).await,
         Command::Dormant { days, usage, at } => {
             lifecycle::dormant_command(&cli.config, days, usage.as_deref(), at.as_deref(), json)
+                .await
         }
         Command::Plugin(PluginCommand::Test(args)) => match reviewed_host(&cli.config).await {
             Ok((host, _)) => conformance::run(&host, &args, json).await,

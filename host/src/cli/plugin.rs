@@ -73,7 +73,24 @@ fn render_inspection(report: &PluginReport) {
                 info.kinds.len()
             );
             for kind in &info.kinds {
-                say!("  {:<24} levels {}", kind.name, kind.levels.join(", "));
+                let levels = match kind.levels.is_empty() {
+                    true => "none (present or absent)".to_owned(),
+                    false => kind.levels.join(", "),
+                };
+                let caps = info.capabilities_of(&kind.name);
+                let optional: Vec<&str> = [
+                    (caps.list_grants, "list-grants"),
+                    (caps.set_level, "set-level"),
+                    (caps.usage, "usage"),
+                ]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+                let optional = match optional.is_empty() {
+                    true => "none".to_owned(),
+                    false => optional.join(", "),
+                };
+                say!("  {:<24} levels {levels}; supports {optional}", kind.name);
             }
         }
         (None, Some(problem)) => say!("declares  {problem}"),
@@ -282,5 +299,89 @@ pub(crate) async fn accept(config_path: &Path, app: &str, by: Option<String>, js
         say!("  narrows: {line}");
     }
     say!("A running service takes it at its next reload (SIGHUP or POST /v1/plugins/reload).");
+    Exit::Success
+}
+
+/// Registry credentials from the environment: `PORTCULLIS_REGISTRY_USER` and
+/// `PORTCULLIS_REGISTRY_PASSWORD` (never arguments, which other users can read).
+fn registry(plain_http: bool) -> crate::registry::Registry {
+    let basic_auth = match (
+        std::env::var("PORTCULLIS_REGISTRY_USER"),
+        std::env::var("PORTCULLIS_REGISTRY_PASSWORD"),
+    ) {
+        (Ok(user), Ok(password)) => Some((user, password)),
+        _ => None,
+    };
+    crate::registry::Registry {
+        plain_http,
+        basic_auth,
+    }
+}
+
+pub(crate) struct PullArgs<'a> {
+    pub reference: &'a str,
+    pub dir: &'a Path,
+    pub out: Option<&'a Path>,
+    pub app: Option<&'a str>,
+    pub require_signed: bool,
+    pub plain_http: bool,
+}
+
+pub(crate) async fn pull(config_path: &Path, args: &PullArgs<'_>, json: bool) -> Exit {
+    let pulled = async {
+        let config = optional_config(config_path)?;
+        plugins::pull(
+            config.as_ref(),
+            &registry(args.plain_http),
+            args.reference,
+            args.dir,
+            args.out,
+            args.app,
+            args.require_signed,
+        )
+        .await
+    }
+    .await;
+    let pulled = match pulled {
+        Ok(pulled) => pulled,
+        Err(e) => return failed(&e, json),
+    };
+    if json {
+        emit(&json!({ "ok": true, "exit": 0, "pulled": pulled }));
+        return Exit::Success;
+    }
+    say!(
+        "pulled {} -> {}",
+        pulled.reference,
+        pulled.written.display()
+    );
+    say!(
+        "  manifest {}",
+        pulled
+            .manifest_digest
+            .as_deref()
+            .unwrap_or("(not reported)")
+    );
+    say!(
+        "  sha256   {} ({} bytes, digest checked)",
+        pulled.sha256,
+        pulled.size
+    );
+    say!("  signer   {}", pulled.signer);
+    Exit::Success
+}
+
+pub(crate) async fn push(file: &Path, reference: &str, plain_http: bool, json: bool) -> Exit {
+    let pushed = match plugins::push(&registry(plain_http), file, reference).await {
+        Ok(pushed) => pushed,
+        Err(e) => return failed(&e, json),
+    };
+    if json {
+        emit(&json!({ "ok": true, "exit": 0, "pushed": pushed }));
+        return Exit::Success;
+    }
+    say!("pushed {} to {}", file.display(), pushed.reference);
+    say!("  layer {}", pushed.layer_digest);
+    say!("  manifest {}", pushed.manifest_url);
     Exit::Success
 }

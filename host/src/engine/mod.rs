@@ -38,7 +38,7 @@ use crate::model::{Action, ConnectorError, ConnectorInfo, Entitlement, Observed,
 // Shared with config, audit and state, so they live below the engine.
 pub use crate::model::{ActionOutcome, Op};
 pub use crate::options::EngineOptions;
-use crate::readback::{Verdict, grant_verdict, revoke_verdict};
+use crate::readback::{Verdict, grant_verdict, revoke_verdict, set_level_verdict};
 use crate::sandbox::{CallError, HttpCall};
 
 /// One action of a run, as planned.
@@ -136,10 +136,7 @@ pub fn idempotency_key(run_id: &str, index: usize, spec: &ActionSpec) -> String 
     for part in [
         run_id,
         &index.to_string(),
-        match spec.op {
-            Op::Grant => "grant",
-            Op::Revoke => "revoke",
-        },
+        spec.op.as_str(),
         &spec.app,
         &spec.subject.id,
         &spec.entitlement.kind,
@@ -419,7 +416,7 @@ async fn execute(
     if let Err(e) = blocking(|| {
         audit(AuditEvent::ActionStarted {
             run: run_id.to_owned(),
-            op: format!("{:?}", spec.op).to_lowercase(),
+            op: spec.op.as_str().to_owned(),
             subject: spec.subject.clone(),
             entitlement: spec.entitlement.clone(),
             idempotency_key: key.clone(),
@@ -552,6 +549,25 @@ async fn attempt_once(
                     crate::crash::point("after-readback");
                     match readback.result {
                         Ok(observed) => grant_verdict(kind, action, &outcome, observed),
+                        Err(error) => Verdict::Failed { error },
+                    }
+                }
+            }
+        }
+        Op::SetLevel => {
+            let write = host.set_level(&spec.app, action).await;
+            report.http.extend(write.report.http);
+            crate::crash::point("after-write");
+            match write.result {
+                Err(error) => return failed_write(error, report),
+                Ok(outcome) => {
+                    let readback = host
+                        .verify(&spec.app, &action.subject, &action.entitlement)
+                        .await;
+                    report.http.extend(readback.report.http);
+                    crate::crash::point("after-readback");
+                    match readback.result {
+                        Ok(observed) => set_level_verdict(action, &outcome, observed),
                         Err(error) => Verdict::Failed { error },
                     }
                 }

@@ -202,6 +202,7 @@ mod tests {
                     levels: ["read", "write", "maintain"].map(String::from).to_vec(),
                     read_modify_write: false,
                 }],
+                capabilities: Vec::new(),
             },
         )]))
     }

@@ -280,10 +280,7 @@ fn check_against_connector(
 }
 
 fn op_name(op: Op) -> &'static str {
-    match op {
-        Op::Grant => "grant",
-        Op::Revoke => "revoke",
-    }
+    op.as_str()
 }
 
 #[cfg(test)]
@@ -303,6 +300,7 @@ mod tests {
             version: "1".into(),
             description: String::new(),
             kinds,
+            capabilities: Vec::new(),
         };
         Catalog::from_infos(BTreeMap::from([
             (

@@ -15,6 +15,7 @@ pub mod plugins;
 mod policy;
 mod recover;
 pub mod upgrades;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use approvals::{Decision, DormantSweep, approvals, decide, dormant_sweep};
 pub(crate) use policy::received_events;
 pub use policy::{Applied, Drifted, Prepared, SavedPlan, Situation};
 pub use recover::Recovered;
+pub use usage::{UsageCollected, collect_usage};
 
 use crate::config::Config;
 use crate::engine::{RunError, SpecError};

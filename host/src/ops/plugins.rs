@@ -438,7 +438,8 @@ pub fn sign(file: &Path, key_file: &Path, detached: bool) -> Result<Signed, OpEr
         let signed = crate::signing::sign(&bytes, &key).map_err(bad)?;
         (file.to_owned(), signed)
     };
-    write_atomically(&target, &contents)?;
+    crate::atomic::write(&target, &contents)
+        .map_err(|e| OpError::Input(format!("cannot write {}: {e}", target.display())))?;
     let sha256 = if detached {
         plugin::sha256_hex(&bytes)
     } else {
@@ -453,19 +454,46 @@ pub fn sign(file: &Path, key_file: &Path, detached: bool) -> Result<Signed, OpEr
     })
 }
 
-/// Writes `contents` to a temporary file beside `path`, syncs it and renames it over
-/// `path`: all or nothing.
-pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), OpError> {
-    use std::io::Write as _;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let failed =
-        |e: std::io::Error| OpError::Input(format!("cannot write {}: {e}", path.display()));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
-    temp.write_all(contents).map_err(failed)?;
-    temp.as_file().sync_all().map_err(failed)?;
-    temp.persist(path).map_err(|e| failed(e.error))?;
-    Ok(())
+/// `plugin pull REF`: fetched, verified and written to `out` (or `dir/NAME.wasm`); the
+/// config's trust settings judge it (for `app` when given), `require_signed` on top.
+pub async fn pull(
+    config: Option<&Config>,
+    registry: &crate::registry::Registry,
+    reference: &str,
+    dir: &Path,
+    out: Option<&Path>,
+    app: Option<&str>,
+    require_signed: bool,
+) -> Result<crate::registry::Pulled, OpError> {
+    let mut trust = trust_of(config)?;
+    if require_signed {
+        trust = trust.requiring_signatures();
+    }
+    if let Some(app) = app
+        && !config.is_some_and(|c| c.apps.contains_key(app))
+    {
+        return Err(OpError::Input(format!(
+            "no app named `{app}` is configured; its trust settings decide whether the plugin is taken"
+        )));
+    }
+    let destination = match out {
+        Some(out) => out.to_owned(),
+        None => crate::registry::default_destination(reference, dir).map_err(OpError::Input)?,
+    };
+    crate::registry::pull(registry, reference, &destination, &trust, app)
+        .await
+        .map_err(OpError::Input)
+}
+
+/// `plugin push FILE REF`.
+pub async fn push(
+    registry: &crate::registry::Registry,
+    file: &Path,
+    reference: &str,
+) -> Result<crate::registry::Pushed, OpError> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| OpError::Input(format!("cannot read {}: {e}", file.display())))?;
+    crate::registry::push(registry, reference, bytes)
+        .await
+        .map_err(OpError::Input)
 }

@@ -14,10 +14,10 @@ use serde_json::json;
 use super::{OpError, Workspace};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::engine::{ActionOutcome, ActionReport, ActionSpec, Op};
-use crate::model::{Action, GrantOutcome, RevokeOutcome};
+use crate::model::{Action, GrantOutcome, RevokeOutcome, SetLevelOutcome};
 use crate::plan::Change;
 use crate::plan::execute::Settle;
-use crate::readback::{Verdict, grant_verdict, revoke_verdict};
+use crate::readback::{Verdict, grant_verdict, revoke_verdict, set_level_verdict};
 use crate::state::Intent;
 
 /// One action settled by recovery.
@@ -125,6 +125,7 @@ impl Workspace {
                 observed.clone(),
             ),
             Op::Revoke => revoke_verdict(&RevokeOutcome::Revoked, observed.clone()),
+            Op::SetLevel => set_level_verdict(&action, &SetLevelOutcome::Changed, observed.clone()),
         };
         let outcome = match verdict {
             Verdict::Verified { .. } => ActionOutcome::Verified,

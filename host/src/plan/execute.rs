@@ -6,7 +6,9 @@
 //!    raises, revokes, and the revoke half of each level decrease). The engine's
 //!    blast-radius guard sees the store's managed-grant count, so a run that would revoke
 //!    too large a share stops before anything executes.
-//! 2. Phase 2 grants the lower level of each decrease whose revoke verified.
+//! 2. Phase 2 grants the lower level of each decrease whose revoke verified. A decrease of
+//!    a kind whose connector declares `set-level` (contract 0.2.0) is one in-place change
+//!    in phase 1 instead: no revoke, no second invitation.
 //! 3. State follows evidence only: a grant becomes managed when read-back verified it (or
 //!    it is pending, like an invitation); a managed grant is forgotten only when read-back
 //!    verified the revoke. An alerted action changes nothing in state, so the next plan
@@ -101,20 +103,43 @@ pub async fn apply_plan(
             .and_then(|v| v.as_str())
             .map(str::to_owned)
     };
+    // Kinds whose connector changes levels in place (contract 0.2.0 `set-level`): a
+    // decrease is one set-level, not a revoke and a grant (no second invitation).
+    let lowered: std::collections::BTreeSet<(String, String)> = plan
+        .people
+        .iter()
+        .flat_map(|person| &person.changes)
+        .filter(|change| matches!(change.op, ChangeOp::Lower { .. }))
+        .map(|change| (change.target.app.clone(), change.target.kind.clone()))
+        .collect();
+    let mut in_place: HashMap<(String, String), bool> = HashMap::new();
+    for (app, kind) in lowered {
+        let supported = host
+            .connector_info(&app)
+            .await
+            .is_ok_and(|info| info.capabilities_of(&kind).set_level);
+        in_place.insert((app, kind), supported);
+    }
     let mut planned = Vec::new();
     let mut specs = Vec::new();
     for person in &plan.people {
         for change in &person.changes {
+            let lowers_in_place = matches!(change.op, ChangeOp::Lower { .. })
+                && in_place
+                    .get(&(change.target.app.clone(), change.target.kind.clone()))
+                    .copied()
+                    .unwrap_or(false);
             let op = match &change.op {
                 ChangeOp::Grant { .. } | ChangeOp::Raise { .. } | ChangeOp::Recheck { .. } => {
                     Op::Grant
                 }
+                ChangeOp::Lower { .. } if lowers_in_place => Op::SetLevel,
                 ChangeOp::Revoke { .. } | ChangeOp::Lower { .. } => Op::Revoke,
                 _ => continue,
             };
             let level = match &change.op {
                 // The revoke half of a decrease removes what is held now.
-                ChangeOp::Lower { from, .. } => from.clone(),
+                ChangeOp::Lower { from, .. } if !lowers_in_place => from.clone(),
                 _ => change.level.clone(),
             };
             specs.push(spec(
@@ -161,6 +186,7 @@ pub async fn apply_plan(
     let mut second_specs = Vec::new();
     for (p, report) in planned.iter().zip(&first.actions) {
         if matches!(p.change.op, ChangeOp::Lower { .. })
+            && report.op == Op::Revoke
             && report.outcome == ActionOutcome::Verified
         {
             second_specs.push(spec(
@@ -449,10 +475,7 @@ impl Settle<'_> {
             run_id: self.run_id.to_owned(),
             index,
             idempotency_key: report.idempotency_key.clone(),
-            op: match report.op {
-                Op::Grant => "grant".into(),
-                Op::Revoke => "revoke".into(),
-            },
+            op: report.op.as_str().into(),
             person: Some(person.to_owned()),
             target: change.target.clone(),
             subject: change.subject.clone(),
@@ -499,6 +522,13 @@ impl Settle<'_> {
                 {
                     store.mark_approval_done(id)?;
                 }
+            }
+            // A level changed in place: managed at the new level, as a grant would be.
+            (Op::SetLevel, ActionOutcome::Verified) => {
+                store.record_managed(&managed(ManagedStatus::Active, at))?;
+            }
+            (Op::SetLevel, ActionOutcome::Pending { .. }) => {
+                store.record_managed(&managed(ManagedStatus::Pending, at))?;
             }
             (Op::Grant, ActionOutcome::Pending { .. }) => {
                 let since = match change.op {

@@ -72,6 +72,7 @@ fn catalog() -> BTreeMap<String, ConnectorInfo> {
         version: "1".into(),
         description: String::new(),
         kinds,
+        capabilities: Vec::new(),
     };
     BTreeMap::from([
         (

@@ -27,6 +27,7 @@ fn connector(name: &str, kinds: Vec<EntitlementKind>) -> ConnectorInfo {
         version: "0.1.0".into(),
         description: String::new(),
         kinds,
+        capabilities: Vec::new(),
     }
 }
 

@@ -452,7 +452,7 @@ async fn run_scheduled(service: &Arc<Service>, name: &str) {
             run_policy(service, &Scope::Due, false, &holder, &origin).await
         }
         "drift" => drift_report(service).await,
-        _ => dormant_sweep(service),
+        _ => dormant_sweep(service).await,
     };
     service.jobs.update(&id, |j| {
         j.status = status;
@@ -486,16 +486,22 @@ async fn drift_report(service: &Service) -> (JobStatus, serde_json::Value) {
     }
 }
 
-fn dormant_sweep(service: &Service) -> (JobStatus, serde_json::Value) {
+async fn dormant_sweep(service: &Service) -> (JobStatus, serde_json::Value) {
     let days = service.workspace.config.server.schedule.dormant_days;
     let days = u32::try_from(days).unwrap_or(u32::MAX);
-    match ops::dormant_sweep(service.workspace.store.as_ref(), days, None, Utc::now()) {
+    let store = service.workspace.store.as_ref();
+    let collected = match ops::collect_usage(&service.workspace.host, store).await {
+        Ok(collected) => collected,
+        Err(e) => return failed(&e),
+    };
+    match ops::dormant_sweep(store, days, None, Utc::now()) {
         Err(e) => failed(&e),
         Ok(sweep) => (
             JobStatus::Succeeded,
             json!({
                 "outcome": format!("{} dormant grants", sweep.found.len()),
                 "approvals": sweep.approvals.iter().map(|a| a.id).collect::<Vec<_>>(),
+                "usage_collected": collected,
             }),
         ),
     }

@@ -94,9 +94,9 @@ async fn reload_app(service: &Service, name: &str, path: &Path, requested_by: &s
             sha256: sha,
         };
     }
-    let plugin = match host.compile_plugin_file(path).await {
+    let plugin = match host.compile_plugin_file(name, path).await {
         Ok(plugin) => plugin,
-        Err(e) => return refuse(&from, &sha, e.to_string()),
+        Err(e) => return refuse(&from, &sha, e),
     };
     let candidate = match host.prepare_swap(name, plugin).await {
         Ok(candidate) => candidate,

@@ -41,6 +41,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("migrations/0004_hr_events.sql")),
     M::up(include_str!("migrations/0005_intents.sql")),
     M::up(include_str!("migrations/0006_plugin_versions.sql")),
+    M::up(include_str!("migrations/0007_set_level_actions.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -362,6 +363,14 @@ fn list<T>(
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params, f)?;
     Ok(rows.collect::<Result<Vec<T>, _>>()?)
+}
+
+/// An action's op: an approval's, or a level changed in place (contract 0.2.0).
+fn check_action_op(what: &str, op: &str) -> Result<(), Fail> {
+    match op {
+        "set-level" => Ok(()),
+        other => check_op(what, other),
+    }
 }
 
 fn check_op(what: &str, op: &str) -> Result<(), Fail> {
@@ -1065,7 +1074,7 @@ impl StateStore for SqliteStore {
     fn record_action(&self, action: &ActionRecord) -> Result<(), StateError> {
         let op = format!("record action {} of run {}", action.index, action.run_id);
         self.write(op, |tx| {
-            check_op(&format!("action {}", action.index), &action.op)?;
+            check_action_op(&format!("action {}", action.index), &action.op)?;
             let begun = tx
                 .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?
                 .exists([&action.run_id])?;

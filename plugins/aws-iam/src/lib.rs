@@ -17,7 +17,8 @@ mod xml;
 
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    Subject,
 };
 
 use crate::names::Kind;
@@ -42,6 +43,10 @@ impl Connector for AwsIam {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "AWS IAM managed policies attached to users and groups.".into(),
             kinds: vec![kind(Kind::User, "user"), kind(Kind::Group, "group")],
+            capabilities: vec![
+                KindCapabilities::of(Kind::User.name()).list_grants(),
+                KindCapabilities::of(Kind::Group.name()).list_grants(),
+            ],
         }
     }
 

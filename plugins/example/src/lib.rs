@@ -13,7 +13,8 @@
 use portcullis_sdk::http::{Request, Response};
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error, Grant,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject, config,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    SetLevelOutcome, Subject, config,
 };
 use serde::Deserialize;
 
@@ -37,6 +38,7 @@ impl Connector for Example {
                 levels: LEVELS.map(String::from).to_vec(),
                 read_modify_write: false,
             }],
+            capabilities: vec![KindCapabilities::of(KIND).list_grants().set_level()],
         }
     }
 
@@ -65,6 +67,23 @@ impl Connector for Example {
         let body = serde_json::json!({ "role": wanted });
         send(Request::put(member_url(team, user)).json(&body))?;
         Ok(GrantOutcome::Granted)
+    }
+
+    /// A role changed in place, up or down: the same `PUT`, without a revoke.
+    fn set_level(action: Action) -> Result<SetLevelOutcome> {
+        let (team, user) = ids(&action.subject, &action.entitlement)?;
+        let wanted = level(&action.entitlement)?;
+        match current_role(team, user)? {
+            Some(held) if held == wanted => Ok(SetLevelOutcome::AlreadyAtLevel),
+            Some(_) => {
+                let body = serde_json::json!({ "role": wanted });
+                send(Request::put(member_url(team, user)).json(&body))?;
+                Ok(SetLevelOutcome::Changed)
+            }
+            None => Err(Error::not_found(format!(
+                "{user} is not a member of {team}; set-level changes a held role, grant it instead"
+            ))),
+        }
     }
 
     fn revoke(action: Action) -> Result<RevokeOutcome> {

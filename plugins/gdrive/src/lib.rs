@@ -18,7 +18,8 @@ mod roles;
 use portcullis_sdk::http::Method;
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error, Grant,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject, config,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    Subject, config,
 };
 use serde::Deserialize;
 
@@ -42,6 +43,7 @@ impl Connector for Drive {
                 levels: roles::LEVELS.iter().map(|l| (*l).to_owned()).collect(),
                 read_modify_write: true,
             }],
+            capabilities: vec![KindCapabilities::of(KIND).list_grants()],
         }
     }
 

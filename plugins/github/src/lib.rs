@@ -16,7 +16,8 @@ mod names;
 use portcullis_sdk::http::Method;
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject, config,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    SetLevelOutcome, Subject, config,
 };
 use serde::Deserialize;
 
@@ -41,6 +42,7 @@ impl Connector for GitHub {
                 levels: LEVELS.iter().map(|l| (*l).to_owned()).collect(),
                 read_modify_write: false,
             }],
+            capabilities: vec![KindCapabilities::of(KIND).list_grants().set_level()],
         }
     }
 
@@ -177,6 +179,58 @@ impl Connector for GitHub {
         check_kind(&query.kind)?;
         list::page(query)
     }
+
+    /// Raises or lowers a held permission in place: `PUT .../collaborators/{login}` for a
+    /// collaborator (GitHub answers 204 and changes the level), `PATCH
+    /// .../invitations/{id}` for an open invitation. Never removes and re-invites.
+    fn set_level(action: Action) -> Result<SetLevelOutcome> {
+        let (repo, login) = target(&action.subject, &action.entitlement)?;
+        let level = levels::requested(action.entitlement.level.as_deref())?;
+        let held = api::permission(&repo, login)?;
+        if held == Some(level) {
+            return Ok(SetLevelOutcome::AlreadyAtLevel);
+        }
+        if held.is_some() {
+            let url = api::repo_url(&repo, &format!("/collaborators/{login}"));
+            api::request(Method::Put, &url)
+                .json(&serde_json::json!({ "permission": levels::to_write_api(level) }))
+                .send()?
+                .error_for_status()?;
+            let now = api::permission(&repo, login)?;
+            return if now == Some(level) {
+                Ok(SetLevelOutcome::Changed)
+            } else {
+                Err(Error::transient(format!(
+                    "GitHub accepted setting {login} to {level} on {repo}, but reading back shows {}; retrying",
+                    now.unwrap_or("no access")
+                )))
+            };
+        }
+        let Some(invitation) = live_invitation(&repo, login)? else {
+            return Err(Error::not_found(format!(
+                "{login} holds no access to {repo} and has no open invitation; set-level changes a held level, grant it instead"
+            )));
+        };
+        if levels::from_invitation(&invitation.permissions) == Some(level) {
+            return Ok(awaiting_level(&invitation, login));
+        }
+        let url = api::repo_url(&repo, &format!("/invitations/{}", invitation.id));
+        api::request(Method::Patch, &url)
+            .json(&serde_json::json!({ "permissions": level }))
+            .send()?
+            .error_for_status()?;
+        Ok(SetLevelOutcome::Pending(format!(
+            "invitation {} to {login} now offers level {level}; it must be accepted on GitHub",
+            invitation.id
+        )))
+    }
+}
+
+fn awaiting_level(invitation: &api::Invitation, login: &str) -> SetLevelOutcome {
+    SetLevelOutcome::Pending(format!(
+        "invitation {} to {login} at level {} is still awaiting acceptance on GitHub",
+        invitation.id, invitation.permissions
+    ))
 }
 
 fn check_kind(kind: &str) -> Result<()> {

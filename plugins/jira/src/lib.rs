@@ -33,7 +33,8 @@ mod reset;
 use portcullis_sdk::http::Method;
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    Subject,
 };
 use serde::Deserialize;
 
@@ -57,6 +58,7 @@ impl Connector for Jira {
                 levels: Vec::new(),
                 read_modify_write: false,
             }],
+            capabilities: vec![KindCapabilities::of(KIND).list_grants()],
         }
     }
 

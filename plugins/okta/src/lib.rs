@@ -16,11 +16,13 @@
 mod api;
 mod list;
 mod names;
+mod usage;
 
 use portcullis_sdk::http::Method;
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject, config,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    Subject, UsagePage, UsageQuery, config,
 };
 use serde::Deserialize;
 
@@ -50,6 +52,7 @@ impl Connector for Okta {
                 levels: Vec::new(),
                 read_modify_write: false,
             }],
+            capabilities: vec![KindCapabilities::of(KIND).list_grants().usage()],
         }
     }
 
@@ -141,6 +144,11 @@ impl Connector for Okta {
     fn list_grants(query: GrantQuery) -> Result<GrantPage> {
         check_kind(&query.kind)?;
         list::page(query)
+    }
+
+    fn usage(query: UsageQuery) -> Result<UsagePage> {
+        check_kind(&query.kind)?;
+        usage::page(query)
     }
 }
 

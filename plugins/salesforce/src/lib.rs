@@ -15,7 +15,8 @@ mod soql;
 use portcullis_sdk::http::Method;
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error, Grant,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject, config,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    Subject, config,
 };
 use serde::Deserialize;
 
@@ -52,6 +53,7 @@ impl Connector for Salesforce {
                 levels: Vec::new(),
                 read_modify_write: false,
             }],
+            capabilities: vec![KindCapabilities::of(KIND).list_grants()],
         }
     }
 

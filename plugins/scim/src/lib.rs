@@ -14,7 +14,8 @@ mod list;
 use portcullis_sdk::http::{Method, Response};
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject, config, secrets,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    Subject, config, secrets,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -38,6 +39,7 @@ impl Connector for Scim {
                 // PATCH add/remove changes one member; the list is never replaced whole.
                 read_modify_write: false,
             }],
+            capabilities: vec![KindCapabilities::of(KIND).list_grants()],
         }
     }
 

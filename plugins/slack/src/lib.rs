@@ -17,7 +17,8 @@ mod usergroup;
 
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error, Grant,
-    GrantOutcome, GrantPage, GrantQuery, Observed, Result, RevokeOutcome, Subject,
+    GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
+    Subject,
 };
 use serde::Deserialize;
 
@@ -95,6 +96,10 @@ impl Connector for Slack {
                     levels: Vec::new(),
                     read_modify_write: true,
                 },
+            ],
+            capabilities: vec![
+                KindCapabilities::of(channel::KIND).list_grants(),
+                KindCapabilities::of(usergroup::KIND).list_grants(),
             ],
         }
     }

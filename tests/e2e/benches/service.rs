@@ -280,7 +280,10 @@ async fn hot_swap_under_load() {
         let probe = dir.path().join("probe.wasm");
         std::fs::write(&probe, rebuilt(&original, &format!("probe-{run}"))).expect("probe");
         let started = Instant::now();
-        ws.host.compile_plugin_file(&probe).await.expect("compiles");
+        ws.host
+            .compile_plugin_file("github", &probe)
+            .await
+            .expect("compiles");
         started.elapsed()
     };
     let url = start(ws).await;

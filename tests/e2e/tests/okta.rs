@@ -318,3 +318,64 @@ async fn unknown_users_and_groups_are_not_found_and_bad_ids_invalid() {
     assert_eq!(revoked.write.result, Ok(RevokeOutcome::Revoked));
     assert!(revoked.verdict.is_verified(), "{:?}", revoked.verdict);
 }
+
+/// Contract 0.2.0 `usage`: the connector reports each group member's last Okta sign-in;
+/// the dormant sweep reads it straight from the app and asks to revoke only the grant
+/// nobody used for 90 days.
+#[tokio::test]
+async fn usage_from_okta_makes_a_long_unused_group_dormant_and_a_recent_one_not() {
+    use chrono::TimeZone as _;
+    use portcullis::model::Target;
+    use portcullis::state::{ManagedGrant, ManagedStatus, SqliteStore, StateStore};
+
+    let sim = okta_demo().await.expect("simulator starts");
+    let host = okta_host(&sim, OKTA_DEMO_TOKEN);
+    let info = host.connector_info("okta").await.expect("describe");
+    assert!(
+        info.capabilities_of("group").usage,
+        "{:?}",
+        info.capabilities
+    );
+    let (stale, recent) = (OKTA_DEMO_USERS[0], OKTA_DEMO_USERS[1]);
+    for user in [stale, recent] {
+        sim.set_member(OKTA_DEMO_ENGINEERING, user);
+    }
+    sim.set_last_login(stale, "2026-08-01T09:00:00.000Z");
+    sim.set_last_login(recent, "2027-01-10T09:00:00.000Z");
+
+    let store = SqliteStore::open_in_memory().expect("store");
+    let granted = chrono::Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    for (person, user) in [("E1", stale), ("E2", recent)] {
+        store
+            .record_managed(&ManagedGrant {
+                person: person.into(),
+                target: Target::new("okta", "group", OKTA_DEMO_ENGINEERING),
+                subject: user.into(),
+                level: None,
+                rules: vec!["engineering".into()],
+                status: ManagedStatus::Active,
+                granted_at: granted,
+                expires_at: None,
+                policy_hash: "p".into(),
+                run_id: "r".into(),
+            })
+            .expect("managed");
+    }
+    let collected = portcullis::ops::collect_usage(&host, &store)
+        .await
+        .expect("collects");
+    assert_eq!(collected.len(), 1, "{collected:?}");
+    assert_eq!(collected[0].records, 2, "{collected:?}");
+    assert_eq!(collected[0].problem, None);
+
+    let at = chrono::Utc.with_ymd_and_hms(2027, 1, 15, 0, 0, 0).unwrap();
+    let sweep = portcullis::ops::dormant_sweep(&store, 90, None, at).expect("sweep");
+    let dormant: Vec<&str> = sweep.found.iter().map(|d| d.person.as_str()).collect();
+    assert_eq!(dormant, vec!["E1"], "{:?}", sweep.found);
+    assert!(
+        sweep.found[0].why.contains("2026-08-01"),
+        "{}",
+        sweep.found[0].why
+    );
+    assert_eq!(sweep.approvals.len(), 1);
+}

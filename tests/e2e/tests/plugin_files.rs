@@ -43,15 +43,15 @@ fn component_for_another_contract_version_is_refused() {
             (core instance $i (instantiate $m))
             (func $f (canon lift (core func $i "f")))
             (instance $c (export "describe" (func $f)))
-            (export "portcullis:connector/connector@0.2.0" (instance $c)))"#,
+            (export "portcullis:connector/connector@0.3.0" (instance $c)))"#,
     )
     .expect("wat");
-    let err = load(&newer).expect_err("0.2.0 refused");
+    let err = load(&newer).expect_err("0.3.0 refused");
     let message = err.to_string();
     assert!(matches!(err, PluginError::WrongContract { .. }), "{err:?}");
     assert!(
-        message.contains("0.2.0") && message.contains("0.1.0"),
-        "{message}"
+        message.contains("0.3.0") && message.contains("0.1.0") && message.contains("0.2.0"),
+        "names what it exports and what the host speaks: {message}"
     );
 }
 
@@ -87,14 +87,14 @@ fn inspect_reports_contract_interfaces_and_digest() {
         plugin::inspect(&runtime(), None, Path::new(fixtures::HOSTILE)).expect("inspects");
     assert_eq!(
         inspection.contract.as_deref(),
-        Some("portcullis:connector@0.1.0")
+        Some("portcullis:connector@0.2.0")
     );
     assert!(inspection.incompatibility.is_none());
     assert!(
         inspection
             .imports
             .iter()
-            .any(|i| i == "portcullis:connector/http@0.1.0")
+            .any(|i| i == "portcullis:connector/http@0.2.0")
     );
     let bytes = std::fs::read(fixtures::HOSTILE).expect("read");
     assert_eq!(inspection.size, bytes.len());

@@ -124,6 +124,20 @@ impl OktaSimulator {
         self.world.lock().add_user(id, login);
     }
 
+    /// Records that user `id` last signed in at `at` (RFC 3339), as Okta reports it in
+    /// `lastLogin`.
+    ///
+    /// # Panics
+    /// On an unknown user: a mistake in test setup.
+    pub fn set_last_login(&self, id: &str, at: &str) {
+        let mut world = self.world.lock();
+        let user = world
+            .users
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("set_last_login: no user {id:?}"));
+        user.last_login = Some(at.to_owned());
+    }
+
     /// Adds a group of `kind`; no-op if `id` exists.
     pub fn add_group(&self, id: &str, name: &str, kind: GroupType) {
         self.world.lock().add_group(id, name, kind);

@@ -386,7 +386,7 @@ fn user_json(world: &World, user: &User) -> Value {
         "created": user.created,
         "activated": user.created,
         "statusChanged": user.created,
-        "lastLogin": null,
+        "lastLogin": user.last_login,
         "lastUpdated": user.created,
         "passwordChanged": user.created,
         "type": { "id": "oty1simulatedusertype" },

@@ -42,6 +42,9 @@ pub struct User {
     pub first_name: String,
     pub last_name: String,
     pub created: String,
+    /// When the user last signed in (`lastLogin`, ISO 8601 with milliseconds); none if
+    /// never.
+    pub last_login: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +143,7 @@ impl World {
             first_name: capitalise(first),
             last_name: capitalise(last),
             created: now_iso(),
+            last_login: None,
         });
     }
 
