@@ -33,6 +33,8 @@ pub struct Plugin {
     pub exports: Vec<String>,
     /// The contract version it was built for.
     pub contract: Version,
+    /// sha256 of the detached signature file it was loaded with, if any.
+    pub detached_sha256: Option<String>,
     /// Its signatures (embedded, and a `.sig` file beside it), each checked against the
     /// bytes; who is trusted is decided per app ([`crate::trust::Trust::judge`]).
     pub signatures: Vec<Checked>,
@@ -100,6 +102,8 @@ pub struct Unverified {
     pub bytes: std::borrow::Cow<'static, [u8]>,
     pub sha256: String,
     pub signatures: Vec<Checked>,
+    /// sha256 of the detached signature text, if there was one.
+    pub detached_sha256: Option<String>,
 }
 
 impl Unverified {
@@ -128,6 +132,7 @@ impl Unverified {
             origin: origin.to_owned(),
             sha256: sha256_hex(&bytes),
             signatures: signatures(origin, &bytes, detached)?,
+            detached_sha256: detached.map(|text| sha256_hex(text.as_bytes())),
             bytes,
         })
     }
@@ -163,6 +168,7 @@ impl Unverified {
             imports,
             exports,
             contract,
+            detached_sha256: self.detached_sha256,
             signatures: self.signatures,
             pre,
         })

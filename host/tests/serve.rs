@@ -995,6 +995,15 @@ async fn a_plugin_swapped_under_fifty_concurrent_calls_fails_none_and_a_bad_file
     assert_eq!(by_carol.len(), 1, "{by_carol:?}");
     assert_eq!(by_carol[0]["from_sha256"], sha256_hex(&next));
     assert_eq!(by_carol[0]["to_sha256"], sha256_hex(&signed));
+
+    // A detached signature added beside unchanged bytes is a change of who vouches: the
+    // reload looks at it instead of answering "unchanged".
+    let countersigner = ed25519_dalek::SigningKey::from_bytes(&[43; 32]);
+    let sig = portcullis::signing::sign_detached(&signed, &countersigner).expect("sig");
+    std::fs::write(dir.path().join("github.wasm.sig"), sig).expect("sig file");
+    let (status, body) = reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["plugins"][0]["outcome"], "unchanged", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [[actions]]
-//! op = "grant"              # or "revoke"
+//! op = "grant"              # or "revoke", or "set-level" where the connector declares it
 //! app = "github-acme"
 //! subject = "josh"          # the app's own id for the person
 //! kind = "repository"

@@ -259,9 +259,15 @@ fn check_against_connector(
             kinds.join(", ")
         )));
     };
+    if spec.op == Op::SetLevel && !info.capabilities_of(kind_name).set_level {
+        return Err(Against::Problem(format!(
+            "{what}: the {} connector cannot change levels of `{kind_name}` in place (it declares no set-level); revoke and grant instead",
+            info.name
+        )));
+    }
     match spec.entitlement.level.as_deref() {
         // A revoke without a level removes whatever level is held.
-        None if spec.op == Op::Grant && !kind.levels.is_empty() => Err(Against::Problem(format!(
+        None if spec.op != Op::Revoke && !kind.levels.is_empty() => Err(Against::Problem(format!(
             "{what} needs a level: one of {} (lowest first)",
             kind.levels.join(", ")
         ))),
@@ -302,17 +308,21 @@ mod tests {
             kinds,
             capabilities: Vec::new(),
         };
+        let mut github = info(
+            "github",
+            vec![kind(
+                "repository",
+                &["read", "triage", "write", "maintain", "admin"],
+            )],
+        );
+        github.capabilities = vec![crate::model::KindCapabilities {
+            kind: "repository".into(),
+            list_grants: true,
+            set_level: true,
+            usage: false,
+        }];
         Catalog::from_infos(BTreeMap::from([
-            (
-                "gh".to_owned(),
-                info(
-                    "github",
-                    vec![kind(
-                        "repository",
-                        &["read", "triage", "write", "maintain", "admin"],
-                    )],
-                ),
-            ),
+            ("gh".to_owned(), github),
             (
                 "okta".to_owned(),
                 info("okta", vec![kind("group-membership", &[])]),
@@ -354,6 +364,24 @@ mod tests {
             action(Op::Grant, "okta", "group-membership", "00g1", None),
         ];
         assert_eq!(messages(&actions), []);
+    }
+
+    #[test]
+    fn set_level_needs_the_capability_and_a_level() {
+        let ok = action(Op::SetLevel, "gh", "repository", "acme/api", Some("read"));
+        assert_eq!(messages(&[ok]), []);
+        let problems = messages(&[
+            action(Op::SetLevel, "okta", "group-membership", "00g1", None),
+            action(Op::SetLevel, "gh", "repository", "acme/api", None),
+        ]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0]
+                .1
+                .contains("cannot change levels of `group-membership` in place"),
+            "{problems:?}"
+        );
+        assert!(problems[1].1.contains("needs a level"), "{problems:?}");
     }
 
     #[test]

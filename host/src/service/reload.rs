@@ -10,6 +10,9 @@
 //! 4. Upgrade review ([`crate::ops::upgrades`]): a version that widens what the plugin
 //!    may do (new import, kind, level, signer) waits for `portcullis plugin accept`.
 //!
+//! A new detached signature (`FILE.sig`) beside unchanged bytes reloads too: who vouches
+//! for the plugin changed.
+//!
 //! Then it is installed: calls that started on the old version finish on it. Every swap
 //! and every refusal is audited with both sha256s; a swap also with the imports and the
 //! kinds that changed. Bundled plugins change only with the binary.
@@ -88,7 +91,10 @@ async fn reload_app(service: &Service, name: &str, path: &Path, requested_by: &s
         Err(e) => return refuse(&from, "", format!("cannot read {}: {e}", path.display())),
     };
     let sha = sha256_hex(&bytes);
-    if sha == from {
+    let detached = std::fs::read(crate::plugin::detached_signature_path(path))
+        .ok()
+        .map(|text| sha256_hex(&text));
+    if sha == from && detached == current.plugin.detached_sha256 {
         return Reloaded::Unchanged {
             app: name.to_owned(),
             sha256: sha,
@@ -267,6 +273,15 @@ fn plugin_files(service: &Service) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A plugin file's stamp, with its detached signature's: a new `.sig` beside unchanged
+/// bytes changes who vouches for them, so it reloads too.
+fn stamps(path: &Path) -> [Option<(SystemTime, u64)>; 2] {
+    [
+        stamp(path),
+        stamp(&crate::plugin::detached_signature_path(path)),
+    ]
+}
+
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
@@ -276,7 +291,7 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 /// one changed; SIGHUP reloads too. Ends with the service.
 pub(super) async fn watch(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let files = plugin_files(&service);
-    let mut seen: Vec<Option<(SystemTime, u64)>> = files.iter().map(|f| stamp(f)).collect();
+    let mut seen: Vec<_> = files.iter().map(|f| stamps(f)).collect();
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -296,7 +311,7 @@ pub(super) async fn watch(service: Arc<Service>, mut stop: tokio::sync::watch::R
             _ = stop.changed() => return,
             _ = hup => "SIGHUP",
             _ = tick.tick() => {
-                let now: Vec<_> = files.iter().map(|f| stamp(f)).collect();
+                let now: Vec<_> = files.iter().map(|f| stamps(f)).collect();
                 if now == seen {
                     continue;
                 }

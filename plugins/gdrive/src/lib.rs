@@ -19,7 +19,7 @@ use portcullis_sdk::http::Method;
 use portcullis_sdk::{
     Action, CheckReport, Connector, ConnectorInfo, Entitlement, EntitlementKind, Error, Grant,
     GrantOutcome, GrantPage, GrantQuery, KindCapabilities, Observed, Result, RevokeOutcome,
-    Subject, config,
+    SetLevelOutcome, Subject, config,
 };
 use serde::Deserialize;
 
@@ -43,7 +43,7 @@ impl Connector for Drive {
                 levels: roles::LEVELS.iter().map(|l| (*l).to_owned()).collect(),
                 read_modify_write: true,
             }],
-            capabilities: vec![KindCapabilities::of(KIND).list_grants()],
+            capabilities: vec![KindCapabilities::of(KIND).list_grants().set_level()],
         }
     }
 
@@ -96,6 +96,34 @@ impl Connector for Drive {
             .json(&body);
         api::send(request).map_err(|e| refused(e, &file, &email, role))?;
         Ok(GrantOutcome::Granted)
+    }
+
+    /// A role changed in place, up or down: `PATCH .../permissions/{id}` with the new
+    /// role, never a delete and a new share (which would notify the person again).
+    fn set_level(action: Action) -> Result<SetLevelOutcome> {
+        let (file, email) = target(&action.subject, &action.entitlement)?;
+        let role = roles::requested(action.entitlement.level.as_deref())?;
+        let Some(held) = api::find_user(&file, &email)? else {
+            return Err(Error::not_found(format!(
+                "{email} holds no role on Drive file {}; set-level changes a held role, grant it instead",
+                file.as_str()
+            )));
+        };
+        if held.role == role {
+            return Ok(SetLevelOutcome::AlreadyAtLevel);
+        }
+        if held.role == roles::OWNER {
+            return Err(Error::invalid_request(format!(
+                "{email} owns Drive file {}; an owner's role cannot be changed: transfer ownership in Drive first",
+                file.as_str()
+            )));
+        }
+        let url = file.url(&format!("/permissions/{}", permission_id(&held)?));
+        let request = api::request(Method::Patch, &url)
+            .query("supportsAllDrives", "true")
+            .json(&serde_json::json!({ "role": role }));
+        api::send(request).map_err(|e| refused(e, &file, &email, role))?;
+        Ok(SetLevelOutcome::Changed)
     }
 
     fn revoke(action: Action) -> Result<RevokeOutcome> {

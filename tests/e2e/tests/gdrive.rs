@@ -78,6 +78,42 @@ async fn gdrive_passes_the_conformance_kit() {
     );
 }
 
+/// Contract 0.2.0 `set-level`: a lower role in place, one PATCH, no notification; the
+/// same level again writes nothing; the owner's role is refused.
+#[tokio::test]
+async fn set_level_lowers_the_role_in_place() {
+    use portcullis::model::SetLevelOutcome;
+    let sim = gdrive_demo().await.expect("simulator starts");
+    let (host, _audit) = drive_host(&sim, GDRIVE_DEMO_TOKEN);
+    sim.share(ROADMAP, ADA, "writer");
+    sim.clear_requests();
+
+    let lowered = host
+        .set_level("drive", &action(ADA, ROADMAP, "reader"))
+        .await;
+    assert_eq!(lowered.result, Ok(SetLevelOutcome::Changed));
+    assert_eq!(sim.role(ROADMAP, ADA).as_deref(), Some("reader"));
+    let w = writes(&sim);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("PATCH "), "{w:?}");
+    assert!(sim.notified().is_empty());
+
+    sim.clear_requests();
+    let again = host
+        .set_level("drive", &action(ADA, ROADMAP, "reader"))
+        .await;
+    assert_eq!(again.result, Ok(SetLevelOutcome::AlreadyAtLevel));
+    assert!(writes(&sim).is_empty());
+
+    let nobody = host
+        .set_level("drive", &action("nobody@acme.example", ROADMAP, "reader"))
+        .await;
+    assert!(
+        matches!(connector_error(nobody.result), ConnectorError::NotFound(_)),
+        "set-level does not grant"
+    );
+}
+
 #[tokio::test]
 async fn upgrade_patches_the_existing_permission_and_keeps_one() {
     let sim = gdrive_demo().await.expect("simulator starts");

@@ -9,8 +9,8 @@
 //! that keeps everything. Someone then adds him by hand to a repository the policy
 //! manages: drift finds it and its correction revokes it. On 2027-03-01 he moves to Data
 //! (HR-4790): the plan revokes what only Platform granted, keeps what engineering grants
-//! everyone, lowers two levels (GitHub's in place with set-level, Drive's by revoke then
-//! grant) and grants Data's; applying it
+//! everyone, lowers two levels in place (set-level: no revoke, no re-invitation) and
+//! grants Data's; applying it
 //! verifies all of that in the apps. On 2027-06-30 he leaves (HR-4901): every managed
 //! grant in every app is revoked, after the blast-radius guard, which knows from state
 //! how many grants Portcullis manages, stops the first attempt.
@@ -305,19 +305,19 @@ async fn josh_joins_moves_and_leaves_through_plans() {
         .expect("apply runs");
     let (verified, pending, alerted) = outcomes(&moved);
     assert_eq!(alerted, 0, "{:#?}", moved.report);
-    // Phase 1: 16 revokes, GitHub's decrease as one set-level (contract 0.2.0: GitHub
-    // changes the permission in place), Drive's decrease's revoke half (Drive declares no
-    // set-level), 3 grants; phase 2: Drive's grant half. GitHub answers the new
-    // collaborator on data-pipelines with an invitation: pending, re-checked later.
-    assert_eq!((verified, pending), (21, 1), "{:#?}", moved.report);
-    assert_eq!(moved.report.actions.len(), 22);
+    // One phase: 16 revokes, the two decreases as set-levels (contract 0.2.0: GitHub and
+    // Drive change the permission in place, no revoke, no second invitation or share
+    // notice), 3 grants. GitHub answers the new collaborator on data-pipelines with an
+    // invitation: pending, re-checked later.
+    assert_eq!((verified, pending), (20, 1), "{:#?}", moved.report);
+    assert_eq!(moved.report.actions.len(), 21);
     let ops_run: Vec<_> = moved.report.actions.iter().map(|a| a.op).collect();
     assert_eq!(
         ops_run
             .iter()
             .filter(|op| **op == portcullis::model::Op::SetLevel)
             .count(),
-        1,
+        2,
         "{ops_run:?}"
     );
     assert_eq!(
