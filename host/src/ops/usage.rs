@@ -55,6 +55,7 @@ pub async fn collect_usage(
         };
         let mut records = Vec::new();
         let mut problem = None;
+        let mut seen = BTreeSet::new();
         for page in 1..=MAX_PAGES {
             match host.usage(&app, &query).await.result {
                 Err(e) => {
@@ -83,6 +84,16 @@ pub async fn collect_usage(
                             problem = Some(format!(
                                 "stopped after {MAX_PAGES} pages; the rest of the listing was not read"
                             ));
+                        }
+                        // A cursor seen before is a loop: what was read stands.
+                        Some(cursor) if !seen.insert(cursor.clone()) => {
+                            problem = Some(format!(
+                                "the connector returned cursor {:?} a second time; stopped after page {page}",
+                                crate::untrusted::Shown(
+                                    &cursor.chars().take(80).collect::<String>()
+                                )
+                            ));
+                            break;
                         }
                         Some(cursor) => query.cursor = Some(cursor),
                     }

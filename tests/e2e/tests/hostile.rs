@@ -429,3 +429,110 @@ async fn one_app_with_a_missing_secret_fails_alone_naming_it() {
     // `describe` needs no secret: the broken app can still be inspected.
     assert!(host.describe("broken").await.result.is_ok());
 }
+
+/// Contract 0.2.0's exports against a hostile plugin: a usage page over the cap is
+/// refused, a usage cursor that repeats stops the collection with what was read, and a
+/// set-level that claims a change the read-back does not show is never counted.
+#[tokio::test]
+async fn hostile_usage_and_set_level_are_bounded_and_read_back() {
+    use portcullis::engine::{self, ActionOutcome, ActionSpec, EngineOptions, NoProgress, Op};
+    use portcullis::model::{Target, UsageQuery};
+    use portcullis::state::{ManagedGrant, ManagedStatus};
+
+    let (host, _audit, _origin) = evil_host(small_limits()).await;
+    let huge = host
+        .usage(
+            "evil",
+            &UsageQuery {
+                kind: "usage-huge-page".into(),
+                resource: Some("r".into()),
+                cursor: None,
+            },
+        )
+        .await;
+    let refused = huge.result.expect_err("over the cap").to_string();
+    assert!(refused.contains("10001 usage records"), "{refused}");
+
+    let store = SqliteStore::open_in_memory().expect("store");
+    for kind in ["usage-same-cursor", "usage-huge-page"] {
+        store
+            .record_managed(&ManagedGrant {
+                person: "E1".into(),
+                target: Target::new("evil", kind, "r"),
+                subject: "u1".into(),
+                level: None,
+                rules: Vec::new(),
+                status: ManagedStatus::Active,
+                granted_at: Utc::now(),
+                expires_at: None,
+                policy_hash: "p".into(),
+                run_id: "r".into(),
+            })
+            .expect("managed");
+    }
+    let started = Instant::now();
+    let collected = portcullis::ops::collect_usage(&host, &store)
+        .await
+        .expect("collects");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let looped = collected
+        .iter()
+        .find(|c| c.kind == "usage-same-cursor")
+        .expect("collected");
+    assert_eq!(
+        looped.records, 2,
+        "both pages before the repeat: {collected:?}"
+    );
+    assert!(
+        looped
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("a second time")),
+        "{collected:?}"
+    );
+    let huge = collected
+        .iter()
+        .find(|c| c.kind == "usage-huge-page")
+        .expect("collected");
+    assert_eq!(huge.records, 0);
+    assert!(huge.problem.is_some(), "{collected:?}");
+    assert_eq!(
+        store.usage().expect("usage").len(),
+        1,
+        "one subject, kept once"
+    );
+
+    let spec = ActionSpec {
+        op: Op::SetLevel,
+        app: "evil".into(),
+        subject: Subject {
+            id: "mallory".into(),
+            email: None,
+        },
+        entitlement: Entitlement {
+            kind: "set-level-lies".into(),
+            resource: "r".into(),
+            level: Some("low".into()),
+        },
+        reason: "test".into(),
+        trigger: Default::default(),
+    };
+    let options = EngineOptions {
+        max_attempts: 2,
+        ..EngineOptions::default()
+    };
+    let report = engine::run(
+        Arc::new(host),
+        "lies",
+        vec![spec],
+        &options,
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("runs");
+    assert!(
+        matches!(&report.actions[0].outcome, ActionOutcome::Alerted { reason } if reason.contains("read-back")),
+        "{:?}",
+        report.actions[0].outcome
+    );
+}
