@@ -12,6 +12,8 @@
 
 mod lockfile;
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use std::collections::BTreeMap;
 use std::fmt;
