@@ -281,6 +281,11 @@ async fn descriptions_that_break_the_contract_refuse_the_plugin_naming_the_rule(
         ("duplicate-levels", "declares `read` twice"),
         ("escape-kind", "`ok\\u{1b}]0;pwned\\u{7}`"),
         ("many-kinds", "200000 entitlement kinds"),
+        (
+            "capability-for-unknown-kind",
+            "capabilities name kind `nonexistent`, which it does not declare",
+        ),
+        ("duplicate-capabilities", "`ok` is listed twice"),
     ];
     for (attack, rule) in cases {
         let roomy = SandboxLimitsOverride {
