@@ -473,12 +473,7 @@ impl Host {
                 Box::pin(async move { guest.usage(store, &query).await })
             })
             .await;
-        Call {
-            result: call
-                .result
-                .and_then(|page| page.map_err(CallError::Refused)),
-            report: call.report,
-        }
+        refused_page(call)
     }
 
     pub async fn list_grants(&self, app: &str, query: &GrantQuery) -> Call<GrantPage> {
@@ -488,14 +483,18 @@ impl Host {
                 Box::pin(async move { guest.list_grants(store, &query).await })
             })
             .await;
-        // A page over the host's caps is the host's refusal, not the connector's error
-        // (discovery reads a connector's invalid-request as "needs a resource").
-        Call {
-            result: call
-                .result
-                .and_then(|page| page.map_err(CallError::Refused)),
-            report: call.report,
-        }
+        refused_page(call)
+    }
+}
+
+/// A page over the host's caps is the host's refusal, not the connector's error
+/// (discovery reads a connector's invalid-request as "needs a resource").
+fn refused_page<T>(call: Call<Result<T, String>>) -> Call<T> {
+    Call {
+        result: call
+            .result
+            .and_then(|page| page.map_err(CallError::Refused)),
+        report: call.report,
     }
 }
 

@@ -207,7 +207,7 @@ pub fn detached_signature_path(path: &Path) -> PathBuf {
 }
 
 /// The detached signature beside `path`, if there is one.
-fn read_detached(path: &Path) -> Result<Option<String>, PluginError> {
+pub(crate) fn read_detached(path: &Path) -> Result<Option<String>, PluginError> {
     let sig = detached_signature_path(path);
     match std::fs::read_to_string(&sig) {
         Ok(text) => Ok(Some(text)),

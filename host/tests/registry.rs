@@ -6,12 +6,13 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+mod common;
+use common::{portcullis, text, unsigned};
 
 fn registry_binary() -> Option<PathBuf> {
     ["docker-registry", "registry"]
@@ -80,30 +81,6 @@ fn start_registry(binary: &Path) -> LocalRegistry {
     registry
 }
 
-async fn portcullis(dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env_remove("PORTCULLIS_CONFIG")
-        .output()
-        .await
-        .expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn unsigned_github() -> Vec<u8> {
-    portcullis::signing::unsigned(portcullis::bundled_plugin("github").expect("bundled"))
-        .expect("strips")
-}
-
 /// Files in `dir` (none if it does not exist).
 fn files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -131,12 +108,12 @@ async fn a_signed_plugin_is_pushed_pulled_and_verified_and_a_refused_one_writes_
     // The vendor signs and pushes.
     let vendor = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
     let stranger = ed25519_dalek::SigningKey::from_bytes(&[12; 32]);
-    let signed = portcullis::signing::sign(&unsigned_github(), &vendor).expect("signed");
+    let signed = portcullis::signing::sign(&unsigned("github"), &vendor).expect("signed");
     std::fs::write(d.join("wiki.wasm"), &signed).expect("write");
-    std::fs::write(d.join("unsigned.wasm"), unsigned_github()).expect("write");
+    std::fs::write(d.join("unsigned.wasm"), unsigned("github")).expect("write");
     std::fs::write(
         d.join("stranger.wasm"),
-        portcullis::signing::sign(&unsigned_github(), &stranger).expect("signed"),
+        portcullis::signing::sign(&unsigned("github"), &stranger).expect("signed"),
     )
     .expect("write");
     let repo = format!("{}/acme/wiki", registry.address);

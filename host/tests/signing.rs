@@ -9,32 +9,8 @@ use std::process::Output;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
-async fn portcullis(dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env_remove("PORTCULLIS_CONFIG")
-        .output()
-        .await
-        .expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// What the vendor's build produced: the GitHub connector, unsigned.
-fn unsigned_github() -> Vec<u8> {
-    portcullis::signing::unsigned(portcullis::bundled_plugin("github").expect("bundled"))
-        .expect("strips")
-}
+mod common;
+use common::{portcullis, text, unsigned};
 
 fn public_key(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.key.pub")))
@@ -123,7 +99,7 @@ async fn a_bundled_plugin_is_inspected_by_name_and_signed_by_the_project_key() {
 
     // By a configured app's name: what its config grants, and its trust verdict.
     write_config(dir.path(), "");
-    std::fs::write(dir.path().join("wiki.wasm"), unsigned_github()).expect("write");
+    std::fs::write(dir.path().join("wiki.wasm"), unsigned("github")).expect("write");
     let output = portcullis(dir.path(), &["--json", "plugin", "inspect", "github-acme"]).await;
     let doc: Value = serde_json::from_slice(&output.stdout).expect("json");
     let plugin = &doc["plugin"];
@@ -157,7 +133,7 @@ async fn a_vendor_signs_and_the_operator_refuses_everything_else_by_name() {
     let dir = tempfile::tempdir().expect("dir");
     let d = dir.path();
     let wiki = d.join("wiki.wasm");
-    std::fs::write(&wiki, unsigned_github()).expect("write");
+    std::fs::write(&wiki, unsigned("github")).expect("write");
 
     // The vendor's key.
     let output = portcullis(d, &["plugin", "keygen", "--out", "vendor.key"]).await;
@@ -230,7 +206,7 @@ async fn a_vendor_signs_and_the_operator_refuses_everything_else_by_name() {
     assert!(text(&output).contains("INVALID: the file changed since it was signed"));
 
     // Signed by a key nobody listed.
-    std::fs::write(&wiki, unsigned_github()).expect("write");
+    std::fs::write(&wiki, unsigned("github")).expect("write");
     let output = portcullis(d, &["plugin", "keygen", "--out", "stranger.key"]).await;
     assert_eq!(output.status.code(), Some(0));
     let stranger = public_key(d, "stranger");
@@ -277,7 +253,7 @@ async fn a_vendor_signs_and_the_operator_refuses_everything_else_by_name() {
 
     // A detached signature beside the file, and the same signature over another file.
     write_config(d, &publisher(&vendor, ""));
-    std::fs::write(&wiki, unsigned_github()).expect("write");
+    std::fs::write(&wiki, unsigned("github")).expect("write");
     let output = portcullis(
         d,
         &[
@@ -293,13 +269,13 @@ async fn a_vendor_signs_and_the_operator_refuses_everything_else_by_name() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert_eq!(
         std::fs::read(&wiki).expect("read"),
-        unsigned_github(),
+        unsigned("github"),
         "the file is untouched"
     );
     let output = portcullis(d, &["plugin", "verify", "wiki.wasm", "--key", &vendor]).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert!(text(&output).contains("(detached) valid; Acme Wiki Inc. (for wiki)"));
-    let mut other = unsigned_github();
+    let mut other = unsigned("github");
     other.extend_from_slice(&[0, 3, 2, b'x', b'y']);
     std::fs::write(&wiki, &other).expect("write");
     refused(&load(d).await, &["changed since it was signed"]);
@@ -323,7 +299,7 @@ async fn bad_files_are_refused_by_sign_and_inspect_and_nothing_is_half_written()
     );
     assert_eq!(std::fs::read(d.join("core.wasm")).expect("read"), core);
 
-    let bytes = unsigned_github();
+    let bytes = unsigned("github");
     let truncated = &bytes[..bytes.len() / 3];
     std::fs::write(d.join("cut.wasm"), truncated).expect("write");
     let output = portcullis(d, &["plugin", "sign", "cut.wasm", "--key", "k.key"]).await;

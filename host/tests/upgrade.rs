@@ -9,31 +9,8 @@ use std::process::Output;
 use portcullis_simulators::{GITHUB_DEMO_TOKEN, github_demo};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
-async fn portcullis(dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env_remove("PORTCULLIS_CONFIG")
-        .output()
-        .await
-        .expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn unsigned(name: &str) -> Vec<u8> {
-    portcullis::signing::unsigned(portcullis::bundled_plugin(name).expect("bundled"))
-        .expect("strips")
-}
+mod common;
+use common::{portcullis, text, unsigned};
 
 /// `bytes` with a custom section naming `tag`: another build of the same component.
 fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {

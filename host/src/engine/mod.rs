@@ -34,7 +34,10 @@ pub use validate::{ActionProblem, Catalog, check};
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::host::Host;
-use crate::model::{Action, ConnectorError, ConnectorInfo, Entitlement, Observed, Subject};
+use crate::model::{
+    Action, ConnectorError, ConnectorInfo, Entitlement, GrantOutcome, Observed, RevokeOutcome,
+    SetLevelOutcome, Subject,
+};
 // Shared with config, audit and state, so they live below the engine.
 pub use crate::model::{ActionOutcome, Op};
 pub use crate::options::EngineOptions;
@@ -534,64 +537,39 @@ async fn attempt_once(
     kind: Option<&crate::model::EntitlementKind>,
     report: &mut ActionReport,
 ) -> Step {
-    let verdict = match spec.op {
+    // The write, whichever op; then one read-back that judges it.
+    let written = match spec.op {
         Op::Grant => {
             let write = host.grant(&spec.app, action).await;
             report.http.extend(write.report.http);
-            crate::crash::point("after-write");
-            match write.result {
-                Err(error) => return failed_write(error, report),
-                Ok(outcome) => {
-                    let readback = host
-                        .verify(&spec.app, &action.subject, &action.entitlement)
-                        .await;
-                    report.http.extend(readback.report.http);
-                    crate::crash::point("after-readback");
-                    match readback.result {
-                        Ok(observed) => grant_verdict(kind, action, &outcome, observed),
-                        Err(error) => Verdict::Failed { error },
-                    }
-                }
-            }
+            write.result.map(Written::Grant)
         }
         Op::SetLevel => {
             let write = host.set_level(&spec.app, action).await;
             report.http.extend(write.report.http);
-            crate::crash::point("after-write");
-            match write.result {
-                Err(error) => return failed_write(error, report),
-                Ok(outcome) => {
-                    let readback = host
-                        .verify(&spec.app, &action.subject, &action.entitlement)
-                        .await;
-                    report.http.extend(readback.report.http);
-                    crate::crash::point("after-readback");
-                    match readback.result {
-                        Ok(observed) => set_level_verdict(action, &outcome, observed),
-                        Err(error) => Verdict::Failed { error },
-                    }
-                }
-            }
+            write.result.map(Written::SetLevel)
         }
         Op::Revoke => {
             let write = host.revoke(&spec.app, action).await;
             report.http.extend(write.report.http);
-            crate::crash::point("after-write");
-            match write.result {
-                Err(error) => return failed_write(error, report),
-                Ok(outcome) => {
-                    let readback = host
-                        .verify(&spec.app, &action.subject, &action.entitlement)
-                        .await;
-                    report.http.extend(readback.report.http);
-                    crate::crash::point("after-readback");
-                    match readback.result {
-                        Ok(observed) => revoke_verdict(&outcome, observed),
-                        Err(error) => Verdict::Failed { error },
-                    }
-                }
-            }
+            write.result.map(Written::Revoke)
         }
+    };
+    crate::crash::point("after-write");
+    let written = match written {
+        Err(error) => return failed_write(error, report),
+        Ok(written) => written,
+    };
+    let readback = host
+        .verify(&spec.app, &action.subject, &action.entitlement)
+        .await;
+    report.http.extend(readback.report.http);
+    crate::crash::point("after-readback");
+    let verdict = match (readback.result, written) {
+        (Err(error), _) => Verdict::Failed { error },
+        (Ok(observed), Written::Grant(outcome)) => grant_verdict(kind, action, &outcome, observed),
+        (Ok(observed), Written::SetLevel(outcome)) => set_level_verdict(action, &outcome, observed),
+        (Ok(observed), Written::Revoke(outcome)) => revoke_verdict(&outcome, observed),
     };
     match verdict {
         Verdict::Verified { observed } => {
@@ -617,6 +595,13 @@ async fn attempt_once(
         }
         Verdict::Failed { error } => failed_write(error, report),
     }
+}
+
+/// What a write answered, kept for the read-back's verdict.
+enum Written {
+    Grant(GrantOutcome),
+    SetLevel(SetLevelOutcome),
+    Revoke(RevokeOutcome),
 }
 
 fn failed_write(error: CallError, report: &mut ActionReport) -> Step {

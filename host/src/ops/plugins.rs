@@ -134,17 +134,7 @@ fn load(config: Option<&Config>, target: &Target) -> Result<Loaded, OpError> {
             "plugin file {reference} cannot be read: {e}; check the path"
         ))
     })?;
-    let sig = plugin::detached_signature_path(path);
-    let detached = match std::fs::read_to_string(&sig) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(OpError::Input(format!(
-                "cannot read {}: {e}",
-                sig.display()
-            )));
-        }
-    };
+    let detached = plugin::read_detached(path).map_err(OpError::input)?;
     Ok(Loaded {
         origin: reference.clone(),
         bytes,
