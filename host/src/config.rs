@@ -50,6 +50,9 @@ pub struct Config {
     /// Which plugin signatures are required and whose keys count.
     #[serde(default)]
     pub plugins: crate::trust::PluginsConfig,
+    /// The workers of a PostgreSQL state (`portcullis worker`).
+    #[serde(default)]
+    pub queue: QueueConfig,
     /// Application instances by name (`github-acme`).
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
@@ -59,8 +62,65 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// SQLite database file, created on first use. Default: `portcullis.db` beside the
-    /// config file.
+    /// config file (when `url` is not set).
     pub path: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite, for several hosts on one state:
+    /// `postgres://user@host:port/db`, without a password (that is `password`). Plain TCP
+    /// only: loopback or a trusted network.
+    pub url: Option<String>,
+    /// Where the PostgreSQL password comes from: `env:NAME` or `file:/path`.
+    pub password: Option<SecretSource>,
+}
+
+impl StateConfig {
+    /// Whether the state is there already: a PostgreSQL database always is (its operator
+    /// made it), a SQLite file once a command created it.
+    pub fn exists(&self) -> bool {
+        self.url.is_some() || self.path.as_deref().is_some_and(Path::exists)
+    }
+
+    /// Reads the PostgreSQL password from its source, when one is configured.
+    pub fn load_password(&self) -> Result<Option<secrecy::SecretString>, String> {
+        self.password
+            .as_ref()
+            .map(|source| {
+                source
+                    .load()
+                    .map_err(|e| format!("[state] password ({source:?}): {e}"))
+            })
+            .transpose()
+    }
+}
+
+/// `[queue]`: how each worker of a PostgreSQL state works (see `crate::queue`). Ranges
+/// are in `crate::ranges`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Actions one worker carries out at once.
+    pub concurrency: u32,
+    /// Seconds a claimed action stays a worker's without a heartbeat: a worker that dies
+    /// loses its actions, and the scheduler if it ran it, within this.
+    pub lease_s: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            concurrency: 32,
+            lease_s: 30,
+        }
+    }
+}
+
+impl QueueConfig {
+    pub fn worker_options(&self) -> crate::queue::WorkerOptions {
+        crate::queue::WorkerOptions {
+            concurrency: self.concurrency.max(1) as usize,
+            lease: std::time::Duration::from_secs(self.lease_s.max(2)),
+            ..crate::queue::WorkerOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -306,11 +366,18 @@ impl Config {
         {
             resolve(file);
         }
-        let state = self
-            .state
-            .path
-            .get_or_insert_with(|| "portcullis.db".into());
-        resolve(state);
+        if self.state.url.is_none() {
+            let state = self
+                .state
+                .path
+                .get_or_insert_with(|| "portcullis.db".into());
+            resolve(state);
+        } else if let Some(state) = self.state.path.as_mut() {
+            resolve(state);
+        }
+        if let Some(source) = self.state.password.as_mut() {
+            source.resolve_relative(base_dir);
+        }
         for file in [
             self.policy.path.as_mut(),
             self.people.directory.as_mut(),
@@ -346,6 +413,22 @@ impl Config {
                 path: origin.to_owned(),
                 problems,
             });
+        }
+        if let Some(url) = &self.state.url {
+            if self.state.path.is_some() {
+                return Err(invalid(
+                    "state".into(),
+                    "state.path (a SQLite file) and state.url (PostgreSQL) are both set: keep one"
+                        .into(),
+                ));
+            }
+            crate::state::pg::check_url(url)
+                .map_err(|problem| invalid("state.url".into(), problem))?;
+        } else if self.state.password.is_some() {
+            return Err(invalid(
+                "state.password".into(),
+                "is the PostgreSQL password, used only with state.url: set url or remove it".into(),
+            ));
         }
         if let Some((field, problem)) = self.server.problems().into_iter().next() {
             return Err(invalid(field, problem));
@@ -441,6 +524,68 @@ mod tests {
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("portcullis.toml"), Path::new("/tmp"))
     }
+
+    // ---- [state] ----
+
+    #[test]
+    fn state_is_sqlite_beside_the_config_unless_a_url_is_set() {
+        let config = parse("").expect("empty config");
+        assert_eq!(
+            config.state.path.as_deref(),
+            Some(Path::new("/tmp/portcullis.db"))
+        );
+        assert_eq!(config.state.url, None);
+        let config = parse(
+            "[state]\nurl = \"postgres://portcullis@db.internal:5432/portcullis\"\npassword = \"file:pg-password\"\n",
+        )
+        .expect("PostgreSQL state");
+        assert_eq!(config.state.path, None, "no SQLite default beside a url");
+        assert!(config.state.exists(), "a database is always there");
+        assert_eq!(
+            format!("{:?}", config.state.password),
+            "Some(file:/tmp/pg-password)",
+            "resolved beside the config"
+        );
+    }
+
+    #[test]
+    fn state_path_and_url_together_are_refused_naming_both() {
+        let err =
+            parse("[state]\npath = \"state.db\"\nurl = \"postgres://p@h/db\"\n").expect_err("both");
+        let text = err.to_string();
+        assert!(
+            text.contains("state.path") && text.contains("state.url"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_state_url_is_refused_without_repeating_it() {
+        for url in [
+            "postgres://portcullis:hunter2@db.internal/portcullis",
+            "postgres://portcullis@db.internal/portcullis?password=hunter2",
+        ] {
+            let err = parse(&format!("[state]\nurl = \"{url}\"\n")).expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                text.contains("state.url") && text.contains("password = \"env:NAME\""),
+                "{text}"
+            );
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+        let err = parse("[state]\nurl = \"db.internal:5432\"\n").expect_err("not a URL");
+        assert!(
+            err.to_string().contains("is not a postgres:// URL"),
+            "{err}"
+        );
+        let err = parse("[state]\npassword = \"env:PGPASSWORD\"\n").expect_err("no url");
+        assert!(err.to_string().contains("state.password"), "{err}");
+        let err = parse("[state]\nurl = \"postgres://p@h/db\"\npassword = \"hunter2\"\n")
+            .expect_err("a value, not a source");
+        assert!(err.to_string().contains("env:VARIABLE"), "{err}");
+    }
+
+    // ---- end [state] ----
 
     #[test]
     fn unknown_key_is_rejected_with_its_name_and_place() {

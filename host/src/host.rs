@@ -334,6 +334,15 @@ impl Host {
         self.apps.values().map(|slot| Arc::clone(&slot.read()))
     }
 
+    /// Shares every app's rate limit with the other processes working on the same state
+    /// (several workers on PostgreSQL). A hot-loaded version keeps its app's limiter, so
+    /// the sharing outlives upgrades.
+    pub fn share_rate_limits(&self, shared: &Arc<dyn crate::ratelimit::SharedRate>) {
+        for app in self.apps() {
+            app.limiter.share(Arc::clone(shared));
+        }
+    }
+
     /// Loads `app`'s secrets now (they are otherwise read at its first call), so a
     /// command on one app can report a missing one as bad input before anything runs.
     /// An unknown app is not this check's business: its call is refused, naming it.

@@ -34,6 +34,7 @@ pub mod people;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod queue;
 pub mod ranges;
 pub mod ratelimit;
 pub mod readback;

@@ -261,7 +261,7 @@ impl Op {
 }
 
 /// How an action ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum ActionOutcome {
     /// Read-back shows the requested state.

@@ -31,6 +31,8 @@ pub enum Section {
     HrWebhook,
     /// `[audit]`: checkpoints and segments of the audit trail.
     Audit,
+    /// `[queue]`: the workers of a PostgreSQL state.
+    Queue,
 }
 
 impl Section {
@@ -43,6 +45,7 @@ impl Section {
             Section::Schedule => "server.schedule.",
             Section::HrWebhook => "server.hr_webhook.",
             Section::Audit => "audit.",
+            Section::Queue => "queue.",
         }
     }
 }
@@ -366,6 +369,23 @@ pub const SETTINGS: &[Setting] = &[
         default: "0",
         why: "rotate the trail into a new segment at this size; 0 never rotates",
     },
+    // queue
+    Setting {
+        section: Section::Queue,
+        key: "concurrency",
+        bounds: int(1, 1024),
+        unit: "actions",
+        default: "32",
+        why: "actions one worker carries out at once (each app's own concurrency still applies)",
+    },
+    Setting {
+        section: Section::Queue,
+        key: "lease_s",
+        bounds: int(2, 3600),
+        unit: "seconds",
+        default: "30",
+        why: "a dead worker's actions, and the scheduler, are taken over within this",
+    },
 ];
 
 /// The row for `key` of `section`.
@@ -512,6 +532,16 @@ impl Numeric for AuditConfig {
     }
 }
 
+impl Numeric for crate::config::QueueConfig {
+    const SECTION: Section = Section::Queue;
+    fn numeric(&self) -> Vec<(&'static str, Option<Num>)> {
+        vec![
+            ("concurrency", int_value(self.concurrency)),
+            ("lease_s", int_value(self.lease_s)),
+        ]
+    }
+}
+
 impl Numeric for RateLimitConfig {
     const SECTION: Section = Section::RateLimit;
     fn numeric(&self) -> Vec<(&'static str, Option<Num>)> {
@@ -551,6 +581,7 @@ pub fn check(config: &Config) -> Vec<RangeProblem> {
         check_section(hook, "server.hr_webhook.", None, &mut problems);
     }
     check_section(&config.audit, "audit.", None, &mut problems);
+    check_section(&config.queue, "queue.", None, &mut problems);
     let (base, max) = (config.engine.backoff_base_ms, config.engine.backoff_max_ms);
     if base > max {
         problems.push(RangeProblem {

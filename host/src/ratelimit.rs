@@ -11,10 +11,17 @@
 //! request that passed policy, and feeds every response to
 //! [`AppLimiter::observe_response`]. Time is tokio's, so tests run on a paused clock.
 //!
+//! Several workers on one PostgreSQL state share each app's limit ([`SharedRate`],
+//! implemented by `crate::queue::limits`): the configured rate then holds for the sum of
+//! all workers, and a server's wait seen by one blocks every worker.
+//!
 //! Must never: let a request go before a server-supplied wait ends.
 
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::clock::Clock;
@@ -74,11 +81,44 @@ impl Clock for TokioClock {
 
 type Gcra = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Instant>>;
 
+/// One configured rate as GCRA parameters, for a limiter shared between processes: a
+/// request may go when the bucket's theoretical arrival time is at most `tolerance` ahead
+/// of now, and each request moves it `interval` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateSpec {
+    /// `per_second`, `per_minute` or `per_hour`.
+    pub period: &'static str,
+    /// The time one request uses up (the period divided by the configured count).
+    pub interval: Duration,
+    /// How far ahead requests may run: `interval` times (burst - 1).
+    pub tolerance: Duration,
+}
+
+/// What the shared limiter's calls return: boxed, so the trait stays object safe.
+pub type SharedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An app's rate shared by every process working on the same state (PostgreSQL). When
+/// an [`AppLimiter`] has one, it replaces the in-process GCRA: every request takes its
+/// token from the shared bucket, and server-supplied waits are published to all.
+pub trait SharedRate: Send + Sync + std::fmt::Debug {
+    /// Takes one token from every rate of `app` at once, or none: `Duration::ZERO` when
+    /// taken, otherwise how long to wait before asking again (a rate's next token or a
+    /// server-supplied wait in force). Never fails open: an unreachable store is waited
+    /// out.
+    fn take<'a>(&'a self, app: &'a str, rates: &'a [RateSpec]) -> SharedFuture<'a, Duration>;
+    /// A server said no requests to `app` for `wait`: every process honours it.
+    fn block<'a>(&'a self, app: &'a str, wait: Duration) -> SharedFuture<'a, ()>;
+}
+
 /// The rate limiter of one app instance. `Send + Sync`; share it in an `Arc`.
 pub struct AppLimiter {
     app: String,
     /// One per configured period, with its label for logs.
     limiters: Vec<(&'static str, Gcra)>,
+    /// The same rates for a shared limiter.
+    rates: Vec<RateSpec>,
+    /// Set when several workers share the state: replaces `limiters`.
+    shared: OnceLock<Arc<dyn SharedRate>>,
     concurrency: usize,
     blocked: Mutex<Option<Instant>>,
     acquired: AtomicU64,
@@ -126,18 +166,27 @@ impl AppLimiter {
                 DEFAULT_BURST_CAP,
             ),
         ];
+        let mut rates = Vec::new();
         let limiters = periods
             .into_iter()
             .filter_map(|(label, count, quota, cap)| {
                 let count = count?;
                 let burst = config.burst.unwrap_or(count.min(cap));
                 let quota = quota(nonzero(count)).allow_burst(nonzero(burst));
+                let interval = quota.replenish_interval();
+                rates.push(RateSpec {
+                    period: label,
+                    interval,
+                    tolerance: interval.saturating_mul(nonzero(burst).get() - 1),
+                });
                 Some((label, RateLimiter::direct_with_clock(quota, TokioClock)))
             })
             .collect();
         AppLimiter {
             app: app.to_owned(),
             limiters,
+            rates,
+            shared: OnceLock::new(),
             concurrency: config.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1) as usize,
             blocked: Mutex::new(None),
             acquired: AtomicU64::new(0),
@@ -151,11 +200,43 @@ impl AppLimiter {
         self.concurrency
     }
 
+    /// Shares this app's rates with every process on the same state from now on. Set
+    /// once, before the first request; a second call is ignored.
+    pub fn share(&self, shared: Arc<dyn SharedRate>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The configured rates as GCRA parameters.
+    pub fn rates(&self) -> &[RateSpec] {
+        &self.rates
+    }
+
+    /// [`AppLimiter::acquire`] against the shared bucket.
+    async fn acquire_shared(&self, shared: &dyn SharedRate) {
+        loop {
+            if let Some(until) = self.blocked_until() {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+                continue;
+            }
+            let wait = shared.take(&self.app, &self.rates).await;
+            if wait.is_zero() {
+                return;
+            }
+            tracing::trace!(app = %self.app, wait_ms = wait.as_millis() as u64, "waiting for a shared rate token");
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+
     /// Waits until no server-supplied wait is in force and a rate token is available.
     /// Never returns before a server-supplied wait ends: the block is re-checked after
     /// every wake-up, so a block that arrives meanwhile is honoured too.
     pub async fn acquire(&self) {
         let started = tokio::time::Instant::now();
+        if let Some(shared) = self.shared.get() {
+            self.acquire_shared(shared.as_ref()).await;
+            self.count_acquired(started.elapsed());
+            return;
+        }
         // Tokens already taken from some periods while waiting for another are kept.
         let mut taken = vec![false; self.limiters.len()];
         loop {
@@ -185,7 +266,10 @@ impl AppLimiter {
                 None => break,
             }
         }
-        let waited = started.elapsed();
+        self.count_acquired(started.elapsed());
+    }
+
+    fn count_acquired(&self, waited: Duration) {
         crate::metrics::rate_waited(&self.app, waited);
         self.acquired.fetch_add(1, Ordering::Relaxed);
         self.waited_ms.fetch_add(
@@ -204,7 +288,17 @@ impl AppLimiter {
             *blocked = Some(until);
         }
         drop(blocked);
-        let wait_ms = until.saturating_duration_since(now()).as_millis() as u64;
+        let wait = until.saturating_duration_since(now());
+        if let Some(shared) = self.shared.get()
+            && !wait.is_zero()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Published in the background: this request already waits locally.
+            let shared = Arc::clone(shared);
+            let app = self.app.clone();
+            runtime.spawn(async move { shared.block(&app, wait).await });
+        }
+        let wait_ms = wait.as_millis() as u64;
         if later {
             tracing::info!(app = %self.app, wait_ms, reason, "server-supplied wait: no requests to this app until it ends");
         } else {

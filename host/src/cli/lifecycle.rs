@@ -59,7 +59,10 @@ pub(crate) fn failed(error: &OpError, json: bool) -> Exit {
         OpError::Input(_) | OpError::Busy(_) | OpError::InvalidActions(_) => {
             super::apply::invalid(error, json)
         }
-        OpError::Refused(_) | OpError::StateDuringRun(_) | OpError::Unaudited { .. } => {
+        OpError::Refused(_)
+        | OpError::StateDuringRun(_)
+        | OpError::QueueDuringRun(_)
+        | OpError::Unaudited { .. } => {
             let label = if matches!(error, OpError::Refused(_)) {
                 "refused"
             } else {
@@ -259,7 +262,7 @@ pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool
         let (config, store) = open_state(config)?;
         let audit = configured_sink(&config.audit).map_err(|e| OpError::Input(e.to_string()))?;
         ops::decide(
-            &store,
+            store.as_ref(),
             audit.as_ref(),
             &Decision {
                 id: args.id,
@@ -298,10 +301,11 @@ pub(crate) fn decide(config: &Path, args: &DecideArgs, approve: bool, json: bool
 
 /// `portcullis approvals`: open requests (or all with --all).
 pub(crate) fn list_approvals(config: &Path, all: bool, json: bool) -> Exit {
-    let approvals = match open_state(config).and_then(|(_, store)| ops::approvals(&store, all)) {
-        Ok(a) => a,
-        Err(e) => return failed(&e, json),
-    };
+    let approvals =
+        match open_state(config).and_then(|(_, store)| ops::approvals(store.as_ref(), all)) {
+            Ok(a) => a,
+            Err(e) => return failed(&e, json),
+        };
     if json {
         emit(&json!({ "ok": true, "exit": 0, "approvals": approvals }));
         return Exit::Success;

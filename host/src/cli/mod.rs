@@ -125,6 +125,10 @@ pub enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Join the pool of workers of a PostgreSQL state (`[state] url`): carry out the
+    /// actions every run enqueues, take over those of a worker that died (reading each
+    /// back first), run the scheduled jobs while elected, until SIGTERM or Ctrl-C.
+    Worker,
     /// List approval requests (pending ones; --all for every one).
     Approvals {
         #[arg(long)]
@@ -469,6 +473,7 @@ pub async fn run(cli: Cli) -> Exit {
             lifecycle::apply_policy(&cli.config, &policy, run, json).await
         }
         Command::Serve { listen } => serve::run(&cli.config, listen, json).await,
+        Command::Worker => serve::work(&cli.config, json).await,
         Command::Audit(command) => audit::run(&cli.config, command, json),
         Command::Approvals { all } => lifecycle::list_approvals(&cli.config, all, json),
         Command::Approve(args) => lifecycle::decide(&cli.config, &args, true, json),
@@ -626,14 +631,9 @@ async fn reviewed_host(
 ) -> Result<(Host, crate::engine::EngineOptions), String> {
     let (host, engine) = load_host(path)?;
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    if config
-        .state
-        .path
-        .as_deref()
-        .is_some_and(std::path::Path::exists)
-    {
+    if config.state.exists() {
         let (_, store) = crate::ops::open_state(path).map_err(|e| e.to_string())?;
-        crate::ops::upgrades::review_host(&host, &store)
+        crate::ops::upgrades::review_host(&host, store.as_ref())
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -272,7 +272,7 @@ pub(crate) async fn accept(config_path: &Path, app: &str, by: Option<String>, js
                 .operator
                 .unwrap_or_else(|| "unknown".into())
         });
-        crate::ops::upgrades::accept(&host, &store, app, &by).await
+        crate::ops::upgrades::accept(&host, store.as_ref(), app, &by).await
     }
     .await;
     let accepted = match accepted {

@@ -296,6 +296,37 @@ pub async fn run_journaled(
     })
 }
 
+/// Action `index` of engine run `run_id`, alone: a queue worker's entry point. The phase
+/// it belongs to was checked as a whole by [`preflight`] where it was enqueued (validation
+/// and the blast-radius guard see every action of the phase, not one), so this runs only
+/// the action: the same idempotency key, journal, audit, attempts and read-back as inside
+/// [`run`]. Per-resource order for read-modify-write kinds is the caller's (the queue
+/// serialises such actions across workers).
+pub async fn run_one(
+    host: &Host,
+    run_id: &str,
+    index: usize,
+    spec: ActionSpec,
+    options: &EngineOptions,
+    progress: &dyn Progress,
+    journal: Option<&Journal>,
+) -> ActionReport {
+    let info = host.connector_info(&spec.app).await.ok();
+    let key = idempotency_key(run_id, index, &spec);
+    execute(
+        host,
+        run_id,
+        index,
+        spec,
+        key,
+        info.as_ref(),
+        options,
+        progress,
+        journal,
+    )
+    .await
+}
+
 fn check_blast_radius(actions: &[ActionSpec], options: &EngineOptions) -> Result<(), RunError> {
     if options.allow_large_revoke {
         return Ok(());

@@ -13,7 +13,7 @@ mod actions;
 mod approvals;
 pub mod plugins;
 mod policy;
-mod recover;
+pub(crate) mod recover;
 pub mod upgrades;
 mod usage;
 
@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::engine::{RunError, SpecError};
 use crate::host::Host;
 use crate::people::parse_time;
-use crate::state::{RunLock, SqliteStore, StateError, StateStore};
+use crate::state::{PgStore, RunLock, SqliteStore, StateError, StateStore};
 
 /// Seals a run's records with a signed checkpoint (its end is one of the checkpoint
 /// moments). A failure is logged: the records are written, only their seal is late (the
@@ -64,6 +64,9 @@ pub enum OpError {
         "the state store failed during the run, so it may not record everything that ran: {0}; the next apply proposes what state missed again, and the apps answer it idempotently (already present / already absent)"
     )]
     StateDuringRun(StateError),
+    /// The job queue failed while a run waited for its workers.
+    #[error("the job queue failed during the run: {0}")]
+    QueueDuringRun(String),
     /// A decision stands in state but its audit record could not be written.
     #[error(
         "approval {approval} is {decision} in state but could not be audited: {error}; fix the audit sink and record the decision by hand"
@@ -125,7 +128,7 @@ pub fn lock_holder(what: &str) -> String {
 
 /// The config and its state store only: operations that record decisions or read state
 /// need no plugins, so they do not pay for compiling them.
-pub fn open_state(config_path: &Path) -> Result<(Config, SqliteStore), OpError> {
+pub fn open_state(config_path: &Path) -> Result<(Config, Arc<dyn StateStore>), OpError> {
     let config = Config::load(config_path).map_err(OpError::input)?;
     let store = open_store(&config)?;
     Ok((config, store))
@@ -135,20 +138,28 @@ pub fn open_state(config_path: &Path) -> Result<(Config, SqliteStore), OpError> 
 /// lock while it lasts, if the config's state exists. So a service or a run that holds
 /// the state refuses it by name, instead of racing it.
 pub fn hold_state_if_present(config: &Config, holder: &str) -> Result<Option<RunLock>, OpError> {
-    let exists = config.state.path.as_deref().is_some_and(Path::exists);
-    if !exists {
+    if !config.state.exists() {
         return Ok(None);
     }
     Ok(Some(open_store(config)?.lock_run(holder)?))
 }
 
-fn open_store(config: &Config) -> Result<SqliteStore, OpError> {
+/// The config's state store: PostgreSQL when `[state] url` is set (its password read from
+/// its source now), else the SQLite file at `[state] path`.
+pub fn open_store(config: &Config) -> Result<Arc<dyn StateStore>, OpError> {
+    if let Some(url) = &config.state.url {
+        let password = config.state.load_password().map_err(OpError::Input)?;
+        let store = PgStore::open(url, password.as_ref()).map_err(OpError::input)?;
+        return Ok(Arc::new(store));
+    }
     let state_path = config
         .state
         .path
         .clone()
         .unwrap_or_else(|| PathBuf::from("portcullis.db"));
-    SqliteStore::open(&state_path).map_err(OpError::input)
+    Ok(Arc::new(
+        SqliteStore::open(&state_path).map_err(OpError::input)?,
+    ))
 }
 
 /// A configuration with its plugins loaded and its state open: what every operation that
@@ -157,6 +168,9 @@ pub struct Workspace {
     pub config: Config,
     pub host: Arc<Host>,
     pub store: Arc<dyn StateStore>,
+    /// On a PostgreSQL state: this process as a worker of the pool. Runs then carry out
+    /// their actions through the job queue.
+    pub pool: Option<Arc<crate::queue::Pool>>,
     runs: Runs,
 }
 
@@ -164,6 +178,10 @@ pub struct Workspace {
 enum Runs {
     /// Each run takes the state's run lock (one process per run: the CLI).
     PerRun,
+    /// Each run takes the state's run lock, waiting for it while another worker's run
+    /// holds it (workers and services of a pool: scheduled runs queue behind each other
+    /// across processes).
+    Waiting,
     /// The workspace holds the run lock for its whole life (the service), so no other
     /// process changes apps meanwhile; its own runs take turns.
     Owned {
@@ -193,7 +211,19 @@ impl Workspace {
         let host = Host::builder(config.clone())
             .build()
             .map_err(OpError::input)?;
-        Ok(Workspace::new(config, Arc::new(host), Arc::new(store)))
+        let pool_of = config.state.url.clone();
+        let mut workspace = Workspace::new(config, Arc::new(host), store);
+        // A PostgreSQL state is shared: this process works its runs through the pool.
+        if let Some(url) = pool_of {
+            let password = workspace
+                .config
+                .state
+                .load_password()
+                .map_err(OpError::Input)?;
+            let pg = crate::state::pg_config(&url, password.as_ref()).map_err(OpError::input)?;
+            workspace.join_pool(pg, &crate::state::pg::pg_db_label(&url));
+        }
+        Ok(workspace)
     }
 
     /// [`Workspace::open`], then the upgrade review of every app's plugin
@@ -211,7 +241,31 @@ impl Workspace {
             config,
             host,
             store,
+            pool: None,
             runs: Runs::PerRun,
+        }
+    }
+
+    /// Makes this process a worker of the pool of the PostgreSQL database `pg` (named
+    /// `db` in messages): its runs go through the job queue, its apps take their rates
+    /// from the shared buckets.
+    pub fn join_pool(&mut self, pg: tokio_postgres::Config, db: &str) {
+        let pool = crate::queue::Pool::new(
+            pg,
+            db,
+            Arc::clone(&self.host),
+            Arc::clone(&self.store),
+            self.config.engine.clone(),
+            self.config.queue.worker_options(),
+        );
+        self.pool = Some(Arc::new(pool));
+    }
+
+    /// For long-running members of a pool (`serve`, `worker`): a run waits for the run
+    /// lock instead of being refused while another worker's run holds it.
+    pub fn wait_for_runs(&mut self) {
+        if matches!(self.runs, Runs::PerRun) {
+            self.runs = Runs::Waiting;
         }
     }
 
@@ -235,6 +289,15 @@ impl Workspace {
         let hold = match &self.runs {
             Runs::PerRun => RunHold::Lock {
                 _held: self.store.lock_run(holder)?,
+            },
+            Runs::Waiting => loop {
+                match self.store.lock_run(holder) {
+                    Ok(held) => break RunHold::Lock { _held: held },
+                    Err(StateError::Locked { .. }) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             },
             Runs::Owned { turn, .. } => RunHold::Turn {
                 _held: Arc::clone(turn).lock_owned().await,

@@ -13,7 +13,8 @@ use crate::engine::{Progress, RunError};
 use crate::model::ConnectorInfo;
 use crate::people::{Directory, HrEvent, HrEvents, People, people_as_of};
 use crate::plan::execute::{ApplyError, ApplyOutcome};
-use crate::plan::{ChangeOp, Plan, StateSnapshot, apply_plan, plan};
+use crate::plan::execute::{Execution, apply_plan_via};
+use crate::plan::{ChangeOp, Plan, StateSnapshot, plan};
 use crate::policy::Policy;
 use crate::state::StateStore;
 
@@ -219,7 +220,12 @@ impl Workspace {
     ) -> Result<Applied, OpError> {
         let mut options = self.config.engine.clone();
         options.allow_large_revoke = allow_large_revoke;
-        let outcome = apply_plan(
+        let execution = match &self.pool {
+            Some(pool) => Execution::Queue(pool),
+            None => Execution::InProcess,
+        };
+        let outcome = apply_plan_via(
+            execution,
             Arc::clone(&self.host),
             self.store.as_ref(),
             &prepared.plan,
@@ -237,6 +243,7 @@ impl Workspace {
             }
             ApplyError::Refused(invalid) => OpError::Input(invalid.to_string()),
             ApplyError::State(state) => OpError::StateDuringRun(state),
+            ApplyError::Queue(queue) => OpError::QueueDuringRun(queue),
         })?;
         let awaiting = prepared
             .plan

@@ -35,6 +35,7 @@ use crate::engine::{
 use crate::host::Host;
 use crate::model::{Entitlement, RunOrigin, Subject, Trigger};
 use crate::people::People;
+use crate::queue::{JobPayload, Pool};
 use crate::state::{
     ActionRecord, Approval, Hold, Intent, ManagedGrant, ManagedStatus, NewApproval, PersonRecord,
     RunRecord, StateError, StateStore,
@@ -58,6 +59,9 @@ pub enum ApplyError {
     Refused(#[from] RunError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// The job queue failed while the run waited for its actions.
+    #[error("{0}")]
+    Queue(String),
 }
 
 /// One engine action and the plan change it carries out.
@@ -66,10 +70,47 @@ struct Planned<'a> {
     change: &'a Change,
 }
 
+/// Where a run's actions are carried out.
+#[derive(Debug, Clone, Copy)]
+pub enum Execution<'a> {
+    /// In this process: the engine runs each phase's actions at once.
+    InProcess,
+    /// As rows of the PostgreSQL job queue, by every worker of the pool, this process
+    /// among them ([`crate::queue`]).
+    Queue(&'a Arc<Pool>),
+}
+
 /// Runs `plan` through the engine and records the outcome in `store`: each action's
 /// intent before its first write, its outcome as soon as it ends.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_plan(
+    host: Arc<Host>,
+    store: &dyn StateStore,
+    plan: &Plan,
+    people: &People,
+    run_id: &str,
+    options: &EngineOptions,
+    progress: Arc<dyn Progress>,
+    origin: &RunOrigin,
+) -> Result<ApplyOutcome, ApplyError> {
+    apply_plan_via(
+        Execution::InProcess,
+        host,
+        store,
+        plan,
+        people,
+        run_id,
+        options,
+        progress,
+        origin,
+    )
+    .await
+}
+
+/// [`apply_plan`], its actions carried out where `execution` says.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_plan_via(
+    execution: Execution<'_>,
     host: Arc<Host>,
     store: &dyn StateStore,
     plan: &Plan,
@@ -165,7 +206,7 @@ pub async fn apply_plan(
         run_id,
     };
     let first = match journaled(
-        &host, &settle, run_id, specs, &planned, 0, &options, &progress,
+        execution, &host, &settle, run_id, specs, &planned, 0, &options, &progress,
     )
     .await
     {
@@ -211,6 +252,7 @@ pub async fn apply_plan(
         let offset = first.actions.len() as u32;
         Some(
             journaled(
+                execution,
                 &host,
                 &settle,
                 &format!("{run_id}.2"),
@@ -288,6 +330,7 @@ pub async fn apply_plan(
 /// action's intent (before its first write) and its outcome (as soon as it ends).
 #[allow(clippy::too_many_arguments)]
 async fn journaled(
+    execution: Execution<'_>,
     host: &Arc<Host>,
     settle: &Settle<'_>,
     engine_run: &str,
@@ -297,6 +340,12 @@ async fn journaled(
     options: &EngineOptions,
     progress: &Arc<dyn Progress>,
 ) -> Result<RunReport, ApplyError> {
+    if let Execution::Queue(pool) = execution {
+        return queued(
+            pool, host, settle, engine_run, specs, planned, offset, options,
+        )
+        .await;
+    }
     let (journal, mut entries) = tokio::sync::mpsc::unbounded_channel();
     let run = engine::run_journaled(
         Arc::clone(host),
@@ -306,49 +355,168 @@ async fn journaled(
         Arc::clone(progress),
         Some(journal),
     );
-    let mut state_error: Option<StateError> = None;
-    let record = async {
-        // Ends when the engine is done and has dropped every sender.
-        while let Some(entry) = entries.recv().await {
-            match entry {
-                JournalEntry::Intent {
-                    index,
-                    spec,
-                    key,
-                    recorded,
-                } => {
-                    let p = &planned[index];
-                    let written = settle.store.record_intent(&Intent {
-                        idempotency_key: key,
-                        run_id: settle.run_id.to_owned(),
-                        index: offset + index as u32,
-                        person: Some(p.person.to_owned()),
-                        spec: json!(spec),
-                        change: Some(json!(p.change)),
-                        policy_hash: Some(settle.policy_hash.to_owned()),
-                        as_of: settle.at,
-                        started_at: Utc::now(),
-                    });
-                    let _ = recorded.send(written.map_err(|e| e.to_string()));
-                }
-                JournalEntry::Finished { report } => {
-                    let p = &planned[report.index];
-                    let index = offset + report.index as u32;
-                    if let Err(e) = settle.action(index, p.person, p.change, &report) {
-                        // The intent stays open: the next run reads the action back.
-                        tracing::error!(error = %e, key = %report.idempotency_key, "could not record an action's outcome");
-                        state_error.get_or_insert(e);
-                    }
-                }
-            }
-        }
-    };
-    let (report, ()) = tokio::join!(run, record);
+    let record = record_journal(settle, &mut entries, |index| {
+        let p = &planned[index];
+        (offset + index as u32, p.person, p.change)
+    });
+    let (report, state_error) = tokio::join!(run, record);
     let report = report?;
     if let Some(e) = state_error {
         return Err(e.into());
     }
     Ok(report)
+}
+
+/// One phase through the job queue: checked as a whole here (validation, the
+/// blast-radius guard), enqueued, carried out by the pool (this process working on its
+/// own run meanwhile), and read back as the engine's report.
+#[allow(clippy::too_many_arguments)]
+async fn queued(
+    pool: &Arc<Pool>,
+    host: &Arc<Host>,
+    settle: &Settle<'_>,
+    engine_run: &str,
+    specs: Vec<ActionSpec>,
+    planned: &[Planned<'_>],
+    offset: u32,
+    options: &EngineOptions,
+) -> Result<RunReport, ApplyError> {
+    let started = std::time::Instant::now();
+    let catalog = engine::preflight(host, &specs, options).await?;
+    // The second phase follows the first in the run's records.
+    let phase = if offset == 0 { 1 } else { 2 };
+    let jobs: Vec<JobPayload> = specs
+        .into_iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            let read_modify_write = catalog
+                .info(&spec.app)
+                .and_then(|info| info.kind(&spec.entitlement.kind))
+                .is_some_and(|kind| kind.read_modify_write);
+            JobPayload {
+                engine_run: engine_run.to_owned(),
+                index,
+                state_index: offset + index as u32,
+                serial: read_modify_write
+                    .then(|| format!("{}\u{0}{}", spec.app, spec.entitlement.resource)),
+                spec,
+                person: planned[index].person.to_owned(),
+                change: planned[index].change.clone(),
+                policy_hash: settle.policy_hash.to_owned(),
+                as_of: settle.at,
+            }
+        })
+        .collect();
+    let queue_failed = |e: crate::queue::QueueError| {
+        ApplyError::Queue(format!(
+            "{e}; what the workers already did is in state and the audit trail, and the next apply carries on from there"
+        ))
+    };
+    pool.queue
+        .enqueue(settle.run_id, phase, &jobs)
+        .await
+        .map_err(queue_failed)?;
+    pool.work_phase(settle.run_id, phase)
+        .await
+        .map_err(queue_failed)?;
+    let results = pool
+        .queue
+        .results(settle.run_id, phase)
+        .await
+        .map_err(queue_failed)?;
+    let actions = results
+        .iter()
+        .map(|(payload, result)| {
+            let key = engine::idempotency_key(&payload.engine_run, payload.index, &payload.spec);
+            result.report(payload, key)
+        })
+        .collect();
+    Ok(RunReport {
+        run_id: engine_run.to_owned(),
+        actions,
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// Records what the engine journals, as it journals it: each action's intent before its
+/// first write, its outcome as soon as it ends. `planned(i)` is the engine's action `i`:
+/// its index among the run's recorded actions, its person and its plan change. Ends when
+/// the engine drops every sender; returns the first state error (the intent of an action
+/// whose outcome could not be recorded stays open, so the next run reads it back).
+async fn record_journal<'c>(
+    settle: &Settle<'_>,
+    entries: &mut tokio::sync::mpsc::UnboundedReceiver<JournalEntry>,
+    planned: impl Fn(usize) -> (u32, &'c str, &'c Change),
+) -> Option<StateError> {
+    let mut state_error: Option<StateError> = None;
+    while let Some(entry) = entries.recv().await {
+        match entry {
+            JournalEntry::Intent {
+                index,
+                spec,
+                key,
+                recorded,
+            } => {
+                let (index, person, change) = planned(index);
+                let written = settle.store.record_intent(&Intent {
+                    idempotency_key: key,
+                    run_id: settle.run_id.to_owned(),
+                    index,
+                    person: Some(person.to_owned()),
+                    spec: json!(spec),
+                    change: Some(json!(change)),
+                    policy_hash: Some(settle.policy_hash.to_owned()),
+                    as_of: settle.at,
+                    started_at: Utc::now(),
+                });
+                let _ = recorded.send(written.map_err(|e| e.to_string()));
+            }
+            JournalEntry::Finished { report } => {
+                let (index, person, change) = planned(report.index);
+                if let Err(e) = settle.action(index, person, change, &report) {
+                    tracing::error!(error = %e, key = %report.idempotency_key, "could not record an action's outcome");
+                    state_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    state_error
+}
+
+/// One action of a phase enqueued elsewhere (a queue worker): engine action `index` of
+/// `engine_run`, recorded as action `state_index` of the settle's run, journaled exactly as
+/// inside [`apply_plan`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn execute_one(
+    host: &Host,
+    settle: &Settle<'_>,
+    engine_run: &str,
+    index: usize,
+    state_index: u32,
+    spec: ActionSpec,
+    person: &str,
+    change: &Change,
+    options: &EngineOptions,
+) -> Result<ActionReport, StateError> {
+    let (journal, mut entries) = tokio::sync::mpsc::unbounded_channel();
+    let run = async move {
+        engine::run_one(
+            host,
+            engine_run,
+            index,
+            spec,
+            options,
+            &engine::NoProgress,
+            Some(&journal),
+        )
+        .await
+    };
+    let record = record_journal(settle, &mut entries, |_| (state_index, person, change));
+    let (report, state_error) = tokio::join!(run, record);
+    match state_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }
 
 /// Moves state as far as an action's evidence allows: the one place an outcome becomes

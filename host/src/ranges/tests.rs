@@ -157,6 +157,7 @@ enum Place {
     Schedule,
     HrWebhook,
     Audit,
+    Queue,
 }
 
 impl Place {
@@ -168,6 +169,7 @@ impl Place {
             Section::Schedule => &[Place::Schedule],
             Section::HrWebhook => &[Place::HrWebhook],
             Section::Audit => &[Place::Audit],
+            Section::Queue => &[Place::Queue],
         }
     }
 
@@ -180,6 +182,7 @@ impl Place {
             Place::Schedule => format!("server.schedule.{key}"),
             Place::HrWebhook => format!("server.hr_webhook.{key}"),
             Place::Audit => format!("audit.{key}"),
+            Place::Queue => format!("queue.{key}"),
         }
     }
 
@@ -203,6 +206,7 @@ impl Place {
                 format!("[server.hr_webhook]\nsecret = \"env:HR_SECRET\"\n{key} = {value}\n{APP}")
             }
             Place::Audit => format!("[audit]\n{key} = {value}\n{APP}"),
+            Place::Queue => format!("[queue]\n{key} = {value}\n{APP}"),
         }
     }
 }

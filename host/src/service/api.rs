@@ -59,7 +59,7 @@ impl From<OpError> for ApiError {
         let status = match &error {
             OpError::Input(_) | OpError::InvalidActions(_) => StatusCode::UNPROCESSABLE_ENTITY,
             OpError::Busy(_) | OpError::Refused(_) => StatusCode::CONFLICT,
-            OpError::StateDuringRun(_) | OpError::Unaudited { .. } => {
+            OpError::StateDuringRun(_) | OpError::QueueDuringRun(_) | OpError::Unaudited { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };

@@ -430,6 +430,12 @@ pub(super) async fn scheduler(service: Arc<Service>, mut stop: tokio::sync::watc
             return;
         }
         let (name, every) = jobs[i];
+        if !service.runs_scheduler() {
+            // Another worker runs the scheduler; look again soon, so a takeover starts
+            // the jobs without waiting a whole interval.
+            next[i] = tokio::time::Instant::now() + Duration::from_secs(every.min(1));
+            continue;
+        }
         run_scheduled(&service, name).await;
         if let Err(e) = service.workspace.host.audit_sink().tick() {
             tracing::error!(error = %e, "could not write an interval audit checkpoint");

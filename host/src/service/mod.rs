@@ -3,8 +3,10 @@
 //! change goes through the same operations as the CLI ([`crate::ops`]).
 //!
 //! Invariants:
-//! - The service holds the state's run lock from start to stop, naming itself and its
-//!   address: a CLI run that would change apps meanwhile is refused with that name.
+//! - On SQLite the service holds the state's run lock from start to stop, naming itself
+//!   and its address: a CLI run that would change apps meanwhile is refused with that
+//!   name. On PostgreSQL it is one worker of a pool ([`crate::queue`]): each run takes the
+//!   run lock, waiting its turn; the scheduler runs only while this worker is elected.
 //! - Every API call is authenticated (bearer token, constant-time comparison) and audited
 //!   with the caller's name, the route and the status, refusals included.
 //! - An HR event is stored before its delivery is answered; a refused delivery stores
@@ -70,9 +72,19 @@ pub struct Service {
     alert_sinks: Vec<alerts::AlertSink>,
     /// For alert webhooks only (connector traffic goes through each app's egress).
     http: reqwest::Client,
+    /// On a PostgreSQL state: this process's part in the scheduler election. Without
+    /// one (SQLite), this process is the only one and always runs the scheduler.
+    leadership: Option<crate::queue::Leadership>,
 }
 
 impl Service {
+    /// Whether this process runs the scheduled jobs now.
+    fn runs_scheduler(&self) -> bool {
+        self.leadership
+            .as_ref()
+            .is_none_or(crate::queue::Leadership::is_leading)
+    }
+
     fn audit(&self, call_id: String, event: AuditEvent) {
         let record = AuditRecord {
             at: Utc::now(),
@@ -189,7 +201,19 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         source,
     })?;
     let url = format!("http://{bound}");
-    workspace.own_state(&jobs::service_holder(&url))?;
+    // Alone on a SQLite state, the service keeps it to itself. On PostgreSQL it is one
+    // worker of the pool: runs take the run lock one at a time, and the scheduler runs
+    // where the election says.
+    let leadership = match workspace.pool.clone() {
+        Some(pool) => {
+            workspace.wait_for_runs();
+            Some(pool.elect())
+        }
+        None => {
+            workspace.own_state(&jobs::service_holder(&url))?;
+            None
+        }
+    };
     let service = Arc::new(Service {
         workspace,
         tokens,
@@ -202,9 +226,14 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         reloading: tokio::sync::Mutex::new(()),
         alert_sinks,
         http,
+        leadership,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(jobs::scheduler(Arc::clone(&service), stop_rx.clone()));
+    let worker = service.workspace.pool.clone().map(|pool| {
+        let stop = stop_tx.subscribe();
+        tokio::spawn(async move { pool.work(stop).await })
+    });
     let watcher = tokio::spawn(reload::watch(Arc::clone(&service), stop_rx));
     (options.on_listening)(bound);
     let app = api::router(Arc::clone(&service));
@@ -217,12 +246,108 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         .await;
     let _ = scheduler.await;
     let _ = watcher.await;
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     // Jobs already running finish; their actions end recorded.
     let mut tasks = std::mem::take(&mut *service.tasks.lock());
     while tasks.join_next().await.is_some() {}
     // Give stragglers of the HTTP layer a moment, then stop.
     tokio::time::sleep(Duration::from_millis(10)).await;
     served.map_err(|source| ServeError::Listen { addr, source })
+}
+
+/// What a worker tells its operator.
+pub enum WorkerEvent {
+    /// Joined the pool under this name.
+    Joined { worker: String, db: String },
+    /// Started or stopped running the scheduler.
+    Scheduler { leading: bool },
+    /// Stopping: `completed` actions carried out.
+    Stopping { completed: u64 },
+}
+
+/// `portcullis worker`: a member of a PostgreSQL state's pool without the API. Carries
+/// out queued actions, campaigns for the scheduler and runs its jobs while elected,
+/// hot-loads plugins, until SIGTERM or Ctrl-C (actions in flight finish).
+pub async fn work(
+    mut workspace: Workspace,
+    on_event: Box<dyn Fn(WorkerEvent) + Send + Sync>,
+) -> Result<(), ServeError> {
+    let Some(pool) = workspace.pool.clone() else {
+        return Err(ServeError::Config(
+            "portcullis worker needs a PostgreSQL state shared with the other workers: set [state] url = \"postgres://USER@HOST:PORT/DB\" (and password = \"env:NAME\")".into(),
+        ));
+    };
+    workspace.wait_for_runs();
+    let alert_sinks =
+        alerts::load_sinks(&workspace.config.server.alerts).map_err(ServeError::Config)?;
+    crate::ops::upgrades::review_host(&workspace.host, workspace.store.as_ref()).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ServeError::Config(format!("cannot build the alert client: {e}")))?;
+    let leadership = pool.elect();
+    let mut leading = leadership.watch();
+    let service = Arc::new(Service {
+        workspace,
+        tokens: Vec::new(),
+        hr_secret: None,
+        jobs: jobs::Jobs::default(),
+        tasks: Mutex::new(JoinSet::new()),
+        url: format!("worker {}", pool.worker()),
+        started: std::time::Instant::now(),
+        calls: std::sync::atomic::AtomicU64::new(0),
+        reloading: tokio::sync::Mutex::new(()),
+        alert_sinks,
+        http,
+        leadership: Some(leadership),
+    });
+    on_event(WorkerEvent::Joined {
+        worker: pool.worker().to_owned(),
+        db: pool.db().to_owned(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(jobs::scheduler(Arc::clone(&service), stop_rx.clone()));
+    let watcher = tokio::spawn(reload::watch(Arc::clone(&service), stop_rx.clone()));
+    let working = {
+        let pool = Arc::clone(&pool);
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { pool.work(stop).await })
+    };
+    let on_event = Arc::new(on_event);
+    let reporter = {
+        let on_event = Arc::clone(&on_event);
+        let mut stop = stop_rx;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = leading.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let now = *leading.borrow_and_update();
+                        on_event(WorkerEvent::Scheduler { leading: now });
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    };
+    shutdown_signal().await;
+    tracing::info!("stopping: no new jobs or actions; running ones finish");
+    let _ = stop_tx.send(true);
+    let _ = scheduler.await;
+    let _ = watcher.await;
+    let _ = working.await;
+    let _ = reporter.await;
+    let mut tasks = std::mem::take(&mut *service.tasks.lock());
+    while tasks.join_next().await.is_some() {}
+    on_event(WorkerEvent::Stopping {
+        completed: pool.completed(),
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -3,14 +3,17 @@
 //! were last used, what each run did, and which changes wait for a human decision.
 //!
 //! [`StateStore`] is the interface the planner and the CLI use; [`SqliteStore`] implements
-//! it on a local SQLite file. The trait has no SQLite-specific types so that a PostgreSQL
-//! backend can implement it for deployments with several hosts.
+//! it on a local SQLite file, [`PgStore`] on PostgreSQL for deployments with several hosts
+//! (`[state] url`). The trait has no backend-specific types, and both backends pass the
+//! same contract suite (`suite.rs`).
 //!
 //! Time: nothing here reads the clock. Every timestamp comes from the caller, so tests and
 //! `--at` runs are reproducible. Backends keep timestamps to the microsecond (PostgreSQL's
 //! precision); finer digits are dropped when stored.
 
+mod checks;
 mod lockfile;
+pub mod pg;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
@@ -24,6 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::Target;
+pub use pg::{PgStore, pg_config};
 pub use sqlite::SqliteStore;
 
 /// Proof that this process holds the state's run lock ([`StateStore::lock_run`]); dropping
@@ -577,10 +581,13 @@ pub enum StateError {
     },
     #[error("cannot open state database {db}: {source}")]
     Open { db: String, source: BoxError },
-    #[error(
-        "{db} is not a Portcullis state database ({problem}): check the state path; to start afresh, move the file aside and portcullis will create a new database there"
-    )]
-    NotADatabase { db: String, problem: String },
+    #[error("{db} is not a Portcullis state database ({problem}): {fix}")]
+    NotADatabase {
+        db: String,
+        problem: String,
+        /// What to do, in the backend's terms (a file to move aside, a database to create).
+        fix: String,
+    },
     #[error(
         "state database {db} is at schema version {found}; this portcullis knows up to {known}: upgrade portcullis"
     )]

@@ -8,7 +8,6 @@
 //! Schema changes are numbered migrations in `migrations/` (rusqlite_migration, which
 //! records the version in `PRAGMA user_version`). Migrations are only ever appended.
 
-use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -30,7 +29,7 @@ use serde::de::DeserializeOwned;
 use super::{
     ActionRecord, Approval, ApprovalStatus, DesiredRow, Hold, Intent, ManagedGrant, NewApproval,
     ObservedGrant, ObservedListing, PersonRecord, PluginVersion, ReceivedHrEvent, RunLock,
-    RunRecord, StateError, StateStore, Target, UsageRecord, lockfile,
+    RunRecord, StateError, StateStore, Target, UsageRecord, checks, lockfile,
 };
 
 /// Every schema version, in order. Append only: a released migration never changes.
@@ -48,6 +47,9 @@ const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 /// `PRAGMA application_id` of a Portcullis state file ("PCUL"), so that a SQLite file of
 /// another program is recognised and left alone rather than migrated.
 const APPLICATION_ID: i32 = 0x5043_554C;
+
+/// What a refused file should do, for [`StateError::NotADatabase`].
+const FOREIGN_FIX: &str = "check the state path; to start afresh, move the file aside and portcullis will create a new database there";
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -134,6 +136,7 @@ impl SqliteStore {
 
         if application_id != 0 && application_id != APPLICATION_ID {
             return Err(StateError::NotADatabase {
+                fix: FOREIGN_FIX.to_owned(),
                 db,
                 problem: format!(
                     "it is the SQLite database of another program (application_id {application_id:#x})"
@@ -142,6 +145,7 @@ impl SqliteStore {
         }
         if found == 0 && tables > 0 {
             return Err(StateError::NotADatabase {
+                fix: FOREIGN_FIX.to_owned(),
                 db,
                 problem: format!(
                     "it is a SQLite database with {tables} tables of its own and no Portcullis schema"
@@ -150,6 +154,7 @@ impl SqliteStore {
         }
         if found < 0 {
             return Err(StateError::NotADatabase {
+                fix: FOREIGN_FIX.to_owned(),
                 db,
                 problem: format!("its schema version is {found}"),
             });
@@ -268,10 +273,12 @@ impl From<rusqlite::Error> for Fail {
 fn open_error(db: &str, e: rusqlite::Error) -> StateError {
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => StateError::NotADatabase {
+            fix: FOREIGN_FIX.to_owned(),
             db: db.to_string(),
             problem: format!("SQLite says: {e}"),
         },
         Some(ErrorCode::DatabaseCorrupt) => StateError::NotADatabase {
+            fix: FOREIGN_FIX.to_owned(),
             db: db.to_string(),
             problem: format!("SQLite says it is damaged: {e}"),
         },
@@ -292,11 +299,6 @@ fn ts(t: &DateTime<Utc>) -> String {
 
 fn opt_ts(t: &Option<DateTime<Utc>>) -> Option<String> {
     t.as_ref().map(ts)
-}
-
-/// A time for people to read in messages.
-fn show(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 fn to_json(value: &impl Serialize) -> Result<String, Fail> {
@@ -363,23 +365,6 @@ fn list<T>(
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params, f)?;
     Ok(rows.collect::<Result<Vec<T>, _>>()?)
-}
-
-/// An action's op: an approval's, or a level changed in place (contract 0.2.0).
-fn check_action_op(what: &str, op: &str) -> Result<(), Fail> {
-    match op {
-        "set-level" => Ok(()),
-        other => check_op(what, other),
-    }
-}
-
-fn check_op(what: &str, op: &str) -> Result<(), Fail> {
-    match op {
-        "grant" | "revoke" => Ok(()),
-        other => Err(Fail::Invalid(format!(
-            "{what} has op `{other}`: expected `grant` or `revoke`"
-        ))),
-    }
 }
 
 // ---- rows ----
@@ -457,22 +442,6 @@ fn hold_row(row: &Row<'_>) -> rusqlite::Result<Hold> {
         since: get_time(row, 5)?,
         detail: row.get(6)?,
     })
-}
-
-/// Every grant of one listing must be of `app` and `kind`.
-fn check_listing(app: &str, kind: &str, grants: &[ObservedGrant]) -> Result<(), Fail> {
-    match grants
-        .iter()
-        .enumerate()
-        .find(|(_, g)| g.target.app != app || g.target.kind != kind)
-    {
-        Some((i, stray)) => Err(Fail::Invalid(format!(
-            "grant {i} of the listing is on {}, which is not a {kind} of {app}: \
-             each call stores one app's grants of one kind",
-            stray.target
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// Adds or updates each grant of a listing, stamped `observed_at`; the later of two rows
@@ -621,32 +590,6 @@ fn approval_by_id(conn: &Connection, id: i64) -> Result<Option<Approval>, Fail> 
         .optional()?)
 }
 
-/// "approved by alice at 2027-03-01T09:30:00Z (incident 42)", for refusals.
-fn decision(approval: &Approval) -> String {
-    let verb = match approval.status {
-        ApprovalStatus::Pending => return "pending".to_string(),
-        ApprovalStatus::Approved | ApprovalStatus::Done => "approved",
-        ApprovalStatus::Denied => "denied",
-    };
-    let mut text = format!(
-        "{verb} by {}",
-        approval
-            .decided_by
-            .as_deref()
-            .unwrap_or("an unknown approver")
-    );
-    if let Some(at) = &approval.decided_at {
-        text.push_str(&format!(" at {}", show(at)));
-    }
-    if let Some(reason) = &approval.decision_reason {
-        text.push_str(&format!(" ({reason})"));
-    }
-    if approval.status == ApprovalStatus::Done {
-        text.push_str(" and carried out");
-    }
-    text
-}
-
 impl StateStore for SqliteStore {
     fn upsert_people(&self, people: &[PersonRecord]) -> Result<(), StateError> {
         self.write("record people", |tx| {
@@ -659,14 +602,7 @@ impl StateStore for SqliteStore {
                      updated_at = excluded.updated_at",
             )?;
             for person in people {
-                if person.status != PersonRecord::ACTIVE
-                    && person.status != PersonRecord::TERMINATED
-                {
-                    return Err(Fail::Invalid(format!(
-                        "person {} has status `{}`: expected `active` or `terminated`",
-                        person.id, person.status
-                    )));
-                }
+                checks::person_status(person).map_err(Fail::Invalid)?;
                 stmt.execute(params![
                     person.id,
                     person.name,
@@ -698,16 +634,7 @@ impl StateStore for SqliteStore {
         rows: &[DesiredRow],
     ) -> Result<(), StateError> {
         self.write("replace the desired state", |tx| {
-            let mut seen = BTreeSet::new();
-            for row in rows {
-                if !seen.insert((row.person.as_str(), &row.target)) {
-                    return Err(Fail::Invalid(format!(
-                        "the new desired state has two rows for person {} on {}: \
-                         merge them into one (the policy's evaluation does)",
-                        row.person, row.target
-                    )));
-                }
-            }
+            checks::unique_desired(rows).map_err(Fail::Invalid)?;
             tx.execute("DELETE FROM desired", [])?;
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO desired (person, app, kind, resource, level, rules, sensitive,
@@ -869,7 +796,7 @@ impl StateStore for SqliteStore {
     ) -> Result<(), StateError> {
         let op = format!("replace observed {kind} grants of {app}");
         self.write(op, |tx| {
-            check_listing(app, kind, grants)?;
+            checks::listing(app, kind, grants).map_err(Fail::Invalid)?;
             tx.prepare_cached("DELETE FROM observed WHERE app = ?1 AND kind = ?2")?
                 .execute(params![app, kind])?;
             let observed_at = ts(&observed_at);
@@ -889,7 +816,7 @@ impl StateStore for SqliteStore {
     ) -> Result<(), StateError> {
         let op = format!("merge a partial listing of {kind} grants of {app}");
         self.write(op, |tx| {
-            check_listing(app, kind, grants)?;
+            checks::listing(app, kind, grants).map_err(Fail::Invalid)?;
             // Nothing is deleted: a grant missing from a partial listing may simply be on a
             // page that was never read.
             let observed_at = ts(&observed_at);
@@ -1022,11 +949,7 @@ impl StateStore for SqliteStore {
                 .query_row([&run.id], |row| get_time(row, 0))
                 .optional()?;
             if let Some(started_at) = existing {
-                return Err(Fail::Invalid(format!(
-                    "run {} was already begun at {}: every run needs a new id",
-                    run.id,
-                    show(&started_at)
-                )));
+                return Err(Fail::Invalid(checks::run_begun_twice(&run.id, &started_at)));
             }
             tx.prepare_cached(
                 "INSERT INTO runs (id, started_at, finished_at, policy_hash, summary, as_of)
@@ -1056,12 +979,9 @@ impl StateStore for SqliteStore {
                 .query_row([id], |row| get_opt_time(row, 0))
                 .optional()?;
             match existing {
-                None => return Err(Fail::NotFound(format!("run {id} (begin it first)"))),
+                None => return Err(Fail::NotFound(checks::run_to_finish(id))),
                 Some(Some(at)) => {
-                    return Err(Fail::Invalid(format!(
-                        "run {id} already finished at {}",
-                        show(&at)
-                    )));
+                    return Err(Fail::Invalid(checks::run_finished_twice(id, &at)));
                 }
                 Some(None) => {}
             }
@@ -1074,15 +994,13 @@ impl StateStore for SqliteStore {
     fn record_action(&self, action: &ActionRecord) -> Result<(), StateError> {
         let op = format!("record action {} of run {}", action.index, action.run_id);
         self.write(op, |tx| {
-            check_action_op(&format!("action {}", action.index), &action.op)?;
+            checks::action_op(&format!("action {}", action.index), &action.op)
+                .map_err(Fail::Invalid)?;
             let begun = tx
                 .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?
                 .exists([&action.run_id])?;
             if !begun {
-                return Err(Fail::NotFound(format!(
-                    "run {} (begin it before recording its actions)",
-                    action.run_id
-                )));
+                return Err(Fail::NotFound(checks::run_of_action(&action.run_id)));
             }
             tx.prepare_cached(
                 "INSERT INTO actions (run_id, idx, idempotency_key, op, person, app, kind,
@@ -1282,7 +1200,7 @@ impl StateStore for SqliteStore {
             new.op, new.target, new.person
         );
         self.write(op, |tx| {
-            check_op("the request", &new.op)?;
+            checks::approval_op("the request", &new.op).map_err(Fail::Invalid)?;
             // The same terms as the partial unique index approvals_one_open, so SQLite
             // answers from it.
             let open = tx
@@ -1368,18 +1286,14 @@ impl StateStore for SqliteStore {
     ) -> Result<Approval, StateError> {
         let verb = if approve { "approve" } else { "deny" };
         self.write(format!("{verb} approval {id}"), |tx| {
-            if by.trim().is_empty() {
-                return Err(Fail::Invalid(
-                    "the approver's name is empty: every decision names who made it".into(),
-                ));
-            }
+            checks::approver(by).map_err(Fail::Invalid)?;
             let current =
                 approval_by_id(tx, id)?.ok_or_else(|| Fail::NotFound(format!("approval {id}")))?;
             if current.status != ApprovalStatus::Pending {
                 return Err(Fail::AlreadyDecided {
                     id,
                     status: current.status,
-                    decision: decision(&current),
+                    decision: checks::decision(&current),
                 });
             }
             let status = if approve {
@@ -1408,10 +1322,9 @@ impl StateStore for SqliteStore {
                         .execute(params![id, ApprovalStatus::Done.as_str()])?;
                     Ok(())
                 }
-                ApprovalStatus::Pending | ApprovalStatus::Denied => Err(Fail::Invalid(format!(
-                    "approval {id} is {}, not approved: only an approved request is carried out",
-                    current.status
-                ))),
+                ApprovalStatus::Pending | ApprovalStatus::Denied => {
+                    Err(Fail::Invalid(checks::not_approved(id, current.status)))
+                }
             }
         })
     }

@@ -10,6 +10,8 @@
 //!   vendor-shaped 5xx and rate limits, an enforced rate; writes dropped or lagging).
 //! - [`github`]: the GitHub REST API (collaborators, invitations, paging, rate limits).
 //! - [`reflect`]: a hostile origin that echoes request headers, for secret-handling tests.
+//! - [`postgres`]: not a simulator but the real thing: a PostgreSQL server the tests start
+//!   (Debian's `postgresql` package) for the PostgreSQL state backend.
 //!
 //! A simulator must be faithful where a connector could tell the difference: paths,
 //! status codes, body shapes, header names and formats, vocabularies. Where it simplifies,
@@ -33,6 +35,7 @@ pub mod github;
 mod http;
 pub mod jira;
 pub mod okta;
+pub mod postgres;
 pub mod reflect;
 pub mod salesforce;
 pub mod scim;
