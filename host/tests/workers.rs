@@ -184,3 +184,78 @@ async fn another_worker_takes_the_scheduler_over_when_its_worker_dies() {
     );
     second.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgresql_is_a_worker_of_the_pool() {
+    let Some(cluster) = cluster_or_skip("serve_on_postgresql_is_a_worker_of_the_pool") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let setup = Setup {
+        people: 50,
+        open_repos: 2,
+        limited_repos: 0,
+        enforced_per_second: None,
+        configured_per_second: None,
+        lease_s: LEASE_S,
+        latency: None,
+    };
+    let trial = Trial::new(setup, Some(cluster), "workers_serve").await;
+    const OPS_TOKEN: &str = "ops-token-0123456789abcdef";
+    std::fs::write(trial.path().join("ops.token"), OPS_TOKEN).expect("token");
+    let mut config = std::fs::read_to_string(trial.path().join("portcullis.toml")).expect("config");
+    config.push_str(
+        "\n[server]\nlisten = \"127.0.0.1:0\"\n[[server.tokens]]\nname = \"it-ops\"\nrole = \"operator\"\nsecret = \"file:ops.token\"\n",
+    );
+    std::fs::write(trial.path().join("portcullis.toml"), config).expect("config");
+    let mut worker = Worker::start(trial.path()).await;
+    let mut serve = pool::command(trial.path())
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let stdout = serve.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+        .await
+        .expect("listening within 120 s")
+        .expect("stdout readable")
+        .expect("a line on stdout");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    // An apply through the API: a job of the service, its actions rows of the queue.
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/apply"))
+        .bearer_auth(OPS_TOKEN)
+        .send()
+        .await
+        .expect("the service answers");
+    assert_eq!(response.status().as_u16(), 202);
+    let grants = trial.setup.grants();
+    tokio::time::timeout(Duration::from_secs(300), async {
+        loop {
+            let open = cluster
+                .psql(
+                    database(&trial),
+                    "SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FROM queue_jobs",
+                )
+                .unwrap_or_default();
+            let managed = cluster
+                .psql(database(&trial), "SELECT count(*) FROM managed")
+                .unwrap_or_default();
+            if open == format!("{grants}|{grants}") && managed == grants.to_string() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the service's apply completes through the queue");
+    trial.check_exactly_once(cluster);
+    let _ = serve.start_kill();
+    worker.kill().await;
+}

@@ -2,7 +2,7 @@
 //! leases alive, completes rows. `portcullis worker` and `serve` on a PostgreSQL state do
 //! this until they stop; a run's coordinator does it for its own run while it waits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -182,7 +182,10 @@ impl Pool {
         until: Until<'_>,
     ) -> Result<(), QueueError> {
         let mut tasks: JoinSet<i64> = JoinSet::new();
-        let mut held: HashSet<i64> = HashSet::new();
+        // The rows this process holds, by the task carrying each out: a task that ends,
+        // even by panicking, stops its row's heartbeat, so its lease lapses and another
+        // worker takes it over (reading it back) instead of it staying held for ever.
+        let mut held: HashMap<tokio::task::Id, i64> = HashMap::new();
         let mut last_beat = Instant::now();
         let mut stopping = false;
         loop {
@@ -223,8 +226,9 @@ impl Pool {
                     Ok(jobs) => {
                         claimed_any = !jobs.is_empty();
                         for job in jobs {
-                            held.insert(job.id);
-                            tasks.spawn(Arc::clone(self).run_job(job));
+                            let id = job.id;
+                            let task = tasks.spawn(Arc::clone(self).run_job(job));
+                            held.insert(task.id(), id);
                         }
                     }
                     Err(e) => {
@@ -235,7 +239,7 @@ impl Pool {
             }
             if last_beat.elapsed() >= self.options.lease / 3 {
                 last_beat = Instant::now();
-                let ids: Vec<i64> = held.iter().copied().collect();
+                let ids: Vec<i64> = held.values().copied().collect();
                 match self.queue.heartbeat(&ids).await {
                     Ok(lost) => {
                         for id in lost {
@@ -252,15 +256,11 @@ impl Pool {
                 continue;
             }
             tokio::select! {
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(id) = joined {
-                        held.remove(&id);
-                    }
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    forget(&mut held, joined);
                     // Collect every task already done, without waiting.
-                    while let Some(joined) = tasks.try_join_next() {
-                        if let Ok(id) = joined {
-                            held.remove(&id);
-                        }
+                    while let Some(joined) = tasks.try_join_next_with_id() {
+                        forget(&mut held, joined);
                     }
                 }
                 _ = tokio::time::sleep(self.options.poll) => {}
@@ -407,6 +407,21 @@ impl Pool {
         }
         self.serials.lock().remove(key);
     }
+}
+
+/// Stops heartbeating the row of a task that ended.
+fn forget(
+    held: &mut HashMap<tokio::task::Id, i64>,
+    joined: Result<(tokio::task::Id, i64), tokio::task::JoinError>,
+) {
+    let task = match joined {
+        Ok((task, _)) => task,
+        Err(e) => {
+            tracing::error!(error = %e, "an action's task failed; its row is taken over when its lease lapses");
+            e.id()
+        }
+    };
+    held.remove(&task);
 }
 
 /// The report of an action nothing could be learned of.
