@@ -58,6 +58,8 @@ pub struct Pool {
     /// Read-modify-write resources this process is working on (the database's advisory
     /// lock is per session, and every task of this process shares one).
     serials: Mutex<HashSet<String>>,
+    /// Each app's `concurrency`, per worker, as the in-process engine keeps it per run.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     done: std::sync::atomic::AtomicU64,
 }
 
@@ -125,6 +127,7 @@ impl Pool {
             pg,
             db: db.to_owned(),
             serials: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
             done: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -270,6 +273,21 @@ impl Pool {
 
     /// Carries out one claimed action and completes its row. Returns the row's id.
     async fn run_job(self: Arc<Self>, job: Claimed) -> i64 {
+        let app = &job.payload.spec.app;
+        let semaphore = {
+            let mut in_flight = self.in_flight.lock();
+            let limit = self
+                .host
+                .app(app)
+                .map_or(1, |a| a.limiter.concurrency().max(1));
+            Arc::clone(
+                in_flight
+                    .entry(app.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit))),
+            )
+        };
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = semaphore.acquire_owned().await.ok();
         let serial = job.payload.serial.clone();
         if let Some(key) = &serial {
             self.lock_serial(key).await;
