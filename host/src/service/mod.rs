@@ -150,6 +150,23 @@ impl Service {
     }
 }
 
+/// What `serve` and `worker` both do before they start: the upgrade review (a plugin
+/// version that widens what it may do since it was accepted does not serve), the alert
+/// sinks, and the client alerts go out through.
+async fn reviewed_with_alerts(
+    workspace: &Workspace,
+) -> Result<(Vec<alerts::AlertSink>, reqwest::Client), ServeError> {
+    let alert_sinks =
+        alerts::load_sinks(&workspace.config.server.alerts).map_err(ServeError::Config)?;
+    crate::ops::upgrades::review_host(&workspace.host, workspace.store.as_ref()).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ServeError::Config(format!("cannot build the alert client: {e}")))?;
+    Ok((alert_sinks, http))
+}
+
 /// Where the service listens, and whom it tells the address it bound.
 pub struct ServeOptions {
     /// Overrides `[server] listen`.
@@ -181,14 +198,7 @@ pub async fn serve(mut workspace: Workspace, options: ServeOptions) -> Result<()
         }
         None => None,
     };
-    let alert_sinks = alerts::load_sinks(&server.alerts).map_err(ServeError::Config)?;
-    // A plugin version that widens what it may do since it was accepted does not serve.
-    crate::ops::upgrades::review_host(&workspace.host, workspace.store.as_ref()).await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| ServeError::Config(format!("cannot build the alert client: {e}")))?;
+    let (alert_sinks, http) = reviewed_with_alerts(&workspace).await?;
     let addr = options.listen.unwrap_or(server.listen.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -280,14 +290,7 @@ pub async fn work(
         ));
     };
     workspace.wait_for_runs();
-    let alert_sinks =
-        alerts::load_sinks(&workspace.config.server.alerts).map_err(ServeError::Config)?;
-    crate::ops::upgrades::review_host(&workspace.host, workspace.store.as_ref()).await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| ServeError::Config(format!("cannot build the alert client: {e}")))?;
+    let (alert_sinks, http) = reviewed_with_alerts(&workspace).await?;
     let leadership = pool.elect();
     let mut leading = leadership.watch();
     let service = Arc::new(Service {
